@@ -1,0 +1,163 @@
+"""Command line: `nitrogen check|compile|verify SPEC`.
+
+Exit codes: 0 ok, 1 diagnostics (printed to stderr), 2 usage, 3 verify mismatch, 70 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__, load_spec
+from .errors import Diagnostic, InternalError, NitrogenError
+from .spec import Model, lint, with_semantics
+
+EXIT_DIAGNOSTICS, EXIT_MISMATCH, EXIT_INTERNAL = 1, 3, 70
+
+
+def _print_diagnostics(diags: Sequence[Diagnostic]) -> None:
+    cache: dict[str, list[str]] = {}
+    for d in diags:
+        if d.span and d.span.file not in cache:
+            try:
+                cache[d.span.file] = Path(d.span.file).read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                cache[d.span.file] = []
+        print(d.render(cache), file=sys.stderr)
+    errors = sum(1 for d in diags if d.severity == "error")
+    if errors:
+        print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace) -> Model:
+    model = with_semantics(load_spec(args.spec), args.semantics)
+    warnings = lint(model)
+    if warnings:
+        _print_diagnostics(warnings)
+    return model
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .bounds import lr_amp_rows
+    from .pipeline import analyse
+
+    model = _load(args)
+    program, report = analyse(model)
+    print(f"{model.name}: {model.semantics} semantics, batch {model.train.batch_size}, "
+          f"weights {'int32 (wrapping)' if model.semantics == 'reference' else f'{model.weight_bits}-bit saturating'}")
+    head = f"{'tensor':<16} {'interval':<36} {'bits':>4}  {'C type':<9} store"
+    print(head)
+    print("-" * len(head))
+    for b in report.bounds:
+        note = "" if (b.lo, b.hi) == (b.exact_lo, b.exact_hi) else f" -> stored [{b.lo}, {b.hi}]"
+        print(f"{b.name:<16} {f'[{b.exact_lo}, {b.exact_hi}]':<36} {b.bits:>4}  {b.ctype.ctype:<9} {b.store}{note}")
+    for name, lo, hi in lr_amp_rows(program):
+        from .bounds import bits_needed
+        print(f"{name:<16} {f'[{lo}, {hi}]':<36} {bits_needed(lo, hi):>4}  {'int64_t':<9} exact (lr_inv x amp)")
+    return 0
+
+
+def _write_atomically(files: dict[str, str], out_dir: Path) -> None:
+    """Write all files or none: stage in a temporary directory next to out_dir, then rename."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name, text in files.items():
+            (stage / name).write_text(text, encoding="utf-8")
+        out_dir.mkdir(exist_ok=True)
+        for name in files:
+            os.replace(stage / name, out_dir / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .pipeline import compile_model
+
+    if args.all:
+        root = Path(args.spec or "specs")
+        specs = sorted([*root.glob("*.yaml"), *root.glob("*.ng")])
+        out_root = Path(args.output or "generated")
+        for spec in specs:
+            args.spec = str(spec)
+            compiled = compile_model(_load(args))
+            _write_atomically(compiled.files, out_root / compiled.model.name)
+            print(f"{spec} -> {out_root / compiled.model.name}")
+        return 0
+    if not args.spec or not args.output:
+        print("nitrogen compile: SPEC and -o DIR are required (or --all)", file=sys.stderr)
+        return 2
+    compiled = compile_model(_load(args))
+    out = Path(args.output)
+    _write_atomically(compiled.files, out)
+    for name in compiled.files:
+        print(out / name)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from . import verify
+
+    model = _load(args)
+    outcome = verify.run(model, steps=args.steps, seed=args.seed, batch=args.batch, pattern=args.inputs)
+    if outcome.ok:
+        print(f"bit-exact over {outcome.steps} steps")
+        return 0
+    print(f"mismatch: {outcome.mismatch}", file=sys.stderr)
+    print(f"build and inputs kept in {outcome.workdir}", file=sys.stderr)
+    return EXIT_MISMATCH
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nitrogen", description="NITRO-D specs -> integer-only C99 training code")
+    parser.add_argument("--version", action="version", version=f"nitrogen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--semantics", choices=("nitrogen", "reference"), help="override the spec's semantics")
+        return p
+
+    p = add("check", "print the per-tensor bounds table, or diagnostics")
+    p.add_argument("spec", metavar="SPEC")
+    p.set_defaults(func=cmd_check)
+    p = add("compile", "write <name>.h and <name>.c")
+    p.add_argument("spec", metavar="SPEC", nargs="?")
+    p.add_argument("-o", "--output", metavar="DIR")
+    p.add_argument("--all", action="store_true", help="compile every spec in SPEC (default specs/) into "
+                                                      "DIR/<name>/ (default generated/)")
+    p.set_defaults(func=cmd_compile)
+    p = add("verify", "compile, train in C and in the NumPy reference, compare bit for bit")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=None, help="override the spec's batch size")
+    p.add_argument("--inputs", choices=("random", "min", "max", "zero", "mixed"), default="random",
+                   help="input pattern (default: pseudo-random int8)")
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NitrogenError as exc:
+        _print_diagnostics(exc.diagnostics)
+        return EXIT_DIAGNOSTICS
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (InternalError, Exception):  # noqa: BLE001 - anything else is a nitrogen bug
+        print("nitrogen: internal error (please report this with the spec that caused it)", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_INTERNAL

@@ -1,0 +1,207 @@
+"""Emit: ir.Program + BoundsReport -> {file name: C text}. The only module that imports jinja2.
+
+Python decides every number here (views per op kind); the templates in `templates/` only
+arrange them. Output is deterministic: no timestamps, no paths; the header records the
+nitrogen version and the canonical spec hash.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+
+from . import __version__
+from .bounds import BoundsReport
+from .errors import InternalError
+from .ir import Op, OpKind, Program, Role, Store, Tensor
+from .layout import Layout, plan
+
+ABI_VERSION = 1
+
+# Status codes: the enum and the string table are generated from this one list.
+STATUS: tuple[tuple[str, int, str], ...] = (
+    ("OK", 0, "success"),
+    ("ERR_ARG", -1, "NULL pointer or out-of-range argument; the context is unchanged"),
+)
+
+
+def _template_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise InternalError("templates directory not found (broken installation)")
+
+
+def cint(value: int) -> str:
+    """An integer as a C literal of a type that holds it."""
+    if -(1 << 31) < value < (1 << 31):
+        return str(value)
+    if value == -(1 << 31):
+        return "INT32_MIN"
+    if value == -(1 << 63):
+        return "INT64_MIN"
+    return f"INT64_C({value})"
+
+
+def carray(values: tuple[int, ...], per_line: int = 16) -> str:
+    rows = [", ".join(f"{v:4d}" for v in values[i:i + per_line]) for i in range(0, len(values), per_line)]
+    return ",\n    ".join(rows)
+
+
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_template_dir())), undefined=jinja2.StrictUndefined,
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+_ENV.filters["cint"] = cint
+_ENV.filters["carray"] = carray
+
+
+class _Views:
+    """Builds the plain dict each op template receives."""
+
+    def __init__(self, program: Program, report: BoundsReport, layout: Layout) -> None:
+        self.p, self.r, self.layout = program, report, layout
+        self.prefix = program.name
+
+    def ref(self, name: str) -> str:
+        t = self.p.tensor(name)
+        if t.role is Role.ARG:
+            return t.name
+        return self.layout.cref(t)
+
+    def ctype(self, name: str) -> str:
+        return self.r[name].ctype.ctype
+
+    def rng(self, name: str) -> str:
+        b = self.r[name]
+        return f"[{b.lo}, {b.hi}]"
+
+    def exact(self, name: str) -> str:
+        b = self.r[name]
+        wraps = " wrapped to" if b.store is Store.WRAP and (b.lo, b.hi) != (b.exact_lo, b.exact_hi) else ""
+        return f"[{b.exact_lo}, {b.exact_hi}] ({b.bits} bits),{wraps} {b.ctype.ctype}"
+
+    def base(self, op: Op) -> dict[str, Any]:
+        # Comments name the layer, not the file position: the YAML and DSL forms of one spec
+        # must generate byte-identical C.
+        v: dict[str, Any] = {"label": op.label, "wrap": self.p.semantics == "reference"}
+        v.update({k: val for k, val in op.attrs})
+        return v
+
+    def kaiming_init(self, op: Op) -> dict[str, Any]:
+        (w,) = op.outs
+        return self.base(op) | {"w": self.ref(w), "w_t": self.ctype(w)}
+
+    def augment(self, op: Op) -> dict[str, Any]:
+        per_sample = bool(op.attr("per_sample"))
+        return self.base(op) | {"x": self.ref(op.ins[0]), "y": self.ref(op.outs[0]),
+                                "len": self.p.tensor(op.ins[0]).shape[1], "crop_span": 2 * int(op.attr("crop_pad")),
+                                "units": "rows" if per_sample else "1u", "per_unit": "1u" if per_sample else "rows"}
+
+    def linear_scale(self, op: Op) -> dict[str, Any]:
+        x, w = op.ins
+        (acc,) = op.temps
+        (y,) = op.outs
+        return self.base(op) | {
+            "x": self.ref(x), "x_t": self.ctype(x), "w": self.ref(w), "w_t": self.ctype(w), "y": self.ref(y),
+            "acc_t": self.ctype(acc), "prod_t": self.r.product_type(acc).ctype,
+            "acc_bits": self.r[acc].ctype.bits, "ranges": f"x {self.rng(x)}, w {self.rng(w)}: acc {self.exact(acc)}"}
+
+    def nitro_relu(self, op: Op) -> dict[str, Any]:
+        return self.base(op) | {"z": self.ref(op.ins[0]), "h": self.ref(op.outs[0]),
+                                "count": self.p.tensor(op.outs[0]).shape[1], "range": self.rng(op.outs[0])}
+
+    def loss_grad(self, op: Op) -> dict[str, Any]:
+        logits, _ = op.ins
+        (delta,) = op.outs
+        (loss,) = op.temps
+        return self.base(op) | {"logits": self.ref(logits), "delta": self.ref(delta), "delta_t": self.ctype(delta),
+                                "loss_t": self.ctype(loss), "range": self.exact(delta)}
+
+    def linear_dx(self, op: Op) -> dict[str, Any]:
+        delta, w = op.ins
+        (dx,) = op.outs
+        return self.base(op) | {"delta": self.ref(delta), "w": self.ref(w), "w_t": self.ctype(w), "dx": self.ref(dx),
+                                "dx_t": self.ctype(dx), "prod_t": self.r.product_type(dx).ctype,
+                                "range": self.exact(dx)}
+
+    def nitro_relu_backward(self, op: Op) -> dict[str, Any]:
+        dh, z = op.ins
+        (dz,) = op.outs
+        return self.base(op) | {"dh": self.ref(dh), "dh_t": self.ctype(dh), "z": self.ref(z), "dz": self.ref(dz),
+                                "dz_t": self.ctype(dz), "count": self.p.tensor(dz).shape[1],
+                                "range": self.exact(dz)}
+
+    def linear_grad_sgd(self, op: Op) -> dict[str, Any]:
+        delta, x, w = op.ins
+        grad, g, wnew, row = op.temps
+        return self.base(op) | {
+            "delta": self.ref(delta), "x": self.ref(x), "x_t": self.ctype(x), "w": self.ref(w), "w_t": self.ctype(w),
+            "row": self.ref(row), "row_t": self.ctype(row), "prod_t": self.r.product_type(grad).ctype,
+            "grad_t": self.ctype(grad), "g_t": self.ctype(g), "wnew_t": self.ctype(wnew),
+            "wmax": (1 << (self.p.weight_bits - 1)) - 1, "grad_range": self.exact(grad),
+            "g_range": self.exact(g), "wnew_range": self.exact(wnew), "w_range": self.rng(w)}
+
+
+VIEWS: dict[OpKind, Callable[[_Views, Op], dict[str, Any]]] = {
+    OpKind.KAIMING_INIT: _Views.kaiming_init,
+    OpKind.AUGMENT: _Views.augment,
+    OpKind.LINEAR_SCALE: _Views.linear_scale,
+    OpKind.NITRO_RELU: _Views.nitro_relu,
+    OpKind.LOSS_GRAD: _Views.loss_grad,
+    OpKind.LINEAR_DX: _Views.linear_dx,
+    OpKind.NITRO_RELU_BACKWARD: _Views.nitro_relu_backward,
+    OpKind.LINEAR_GRAD_SGD: _Views.linear_grad_sgd,
+}
+
+
+def _render_ops(views: _Views, ops: tuple[Op, ...]) -> list[str]:
+    out = []
+    for op in ops:
+        text = _ENV.get_template(f"ops/{op.kind.value}.c.j2").render(v=VIEWS[op.kind](views, op))
+        out.append(text.rstrip("\n"))
+    return out
+
+
+def emit(program: Program, report: BoundsReport, spec_file: str = "") -> dict[str, str]:
+    """Render `<name>.h` and `<name>.c`. No I/O."""
+    layout = plan(program, report)
+    views = _Views(program, report, layout)
+    tables = {}
+    for op in program.train:
+        if op.kind is OpKind.NITRO_RELU:
+            tables[int(op.attr("slope_inv"))] = op.attr("table")
+    params = [(p, program.tensor(p.tensor), report[p.tensor]) for p in program.params]
+    helpers = {"scale32"} if program.semantics == "reference" else set()
+    if program.semantics == "reference":
+        helpers |= {"wrap32", "wrap8"}
+    for op in program.train:
+        if op.kind is OpKind.AUGMENT:
+            helpers |= ({"crop"} if op.attr("crop_pad") else set()) | ({"flip"} if op.attr("flip") else set())
+        if op.kind is OpKind.LINEAR_SCALE and program.semantics != "reference":
+            helpers.add(f"scale{report[op.temps[0]].ctype.bits}")
+    ctx = {
+        "p": program.name, "P": program.name.upper(), "version": __version__, "abi": ABI_VERSION,
+        "sha256": program.spec_sha256, "semantics": program.semantics, "weight_bits": program.weight_bits,
+        "constants": program.constants, "layout": layout, "status": STATUS, "params": params,
+        "blocks": program.blocks, "relu_tables": sorted(tables.items()),
+        "init_ops": _render_ops(views, program.init), "train_ops": _render_ops(views, program.train),
+        "infer_ops": _render_ops(views, program.infer), "uses_augment": any(
+            op.kind is OpKind.AUGMENT for op in program.train),
+        "x_aug": next((views.ref(t.name) for t in program.tensors if t.name == "x_aug"), ""),
+        "logits": views.ref("out_logits"), "spec_file": spec_file, "helpers": helpers,
+    }
+    name = program.name
+    return {f"{name}.h": _ENV.get_template("model.h.j2").render(**ctx),
+            f"{name}.c": _ENV.get_template("model.c.j2").render(**ctx)}
+
+
+def emit_harness(program: Program) -> str:
+    """The verification harness main() (host only; uses stdio)."""
+    params = [program.tensor(p.tensor) for p in program.params]
+    return _ENV.get_template("harness.c.j2").render(p=program.name, P=program.name.upper(),
+                                                    blocks=program.blocks, params=params)
+
+
+__all__ = ["emit", "emit_harness", "cint", "carray", "VIEWS", "STATUS", "ABI_VERSION", "Tensor"]

@@ -1,0 +1,780 @@
+"""NumPy reference interpreter of NITRO-D integer-only training (semantics doc, normative).
+
+This module computes, directly from a parsed `spec.Model`, what the generated C must compute bit for bit, in
+both semantic modes (`nitrogen` and `reference`, semantics 1.4). It shares no code with the C path
+(`lower`, `ir`, `bounds`, `emit`): it imports only NumPy, the standard library, `nitrogen.spec` and
+`nitrogen.errors`, so an agreement between the two is a real cross-check.
+
+Layout:
+
+* integer primitives written once with C99 semantics (semantics 2): `tdiv` truncates toward zero (NumPy `//`
+  floors), `clip`, `wrap`, `saturate`, `int_sqrt`; the PCG32 generator `Pcg32` (2.3);
+* layer arithmetic: `int_linear*` (4.1), `nitro_scale` (4.3), `nitro_relu*` (4.4), `loss_grad` (4.9),
+  `sgd_update` (7.1), `augment` (3.7), `kaiming_bound` (8);
+* one `ref_<kind>_*` family per spec layer kind (`ref_linear_build/forward/local_step`), registered in
+  `REFERENCE`, plus the output layer (`ref_output_*`);
+* `Model`: parameters, `train_step` in the published order of semantics 6.2 (the whole forward first, then the
+  output update, then every block's local step(s)), `predict`, `evaluate`.
+
+No floating point is used anywhere. Every tensor is an int64 array; `reference` mode applies its wraps
+explicitly, and `nitrogen` values are exact (int64 products and sums, proven < 2^63 by the bounds pass and
+re-checked cheaply before each matrix product).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from nitrogen.spec import RELU_TABLE, LinearBlock, Semantics
+from nitrogen.spec import Model as SpecModel
+
+__all__ = [
+    "RangeViolation", "StepStats", "LayerInfo", "Model", "Pcg32", "REFERENCE",
+    "tdiv", "int_sqrt", "clip", "wrap", "saturate", "kaiming_bound", "nitro_scale", "nitro_relu",
+    "nitro_relu_backward", "loss_grad", "sgd_terms", "sgd_update", "augment",
+    "int_linear", "int_linear_input_grad", "int_linear_weight_grad",
+]
+
+Int = Any  # a Python int, a NumPy integer or an integer ndarray
+M64 = (1 << 64) - 1
+M32 = (1 << 32) - 1
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+INT64_MAX = (1 << 63) - 1
+RELU_SATURATED_DIV = (1 << 31) - 1  # reference-mode NITRO-ReLU gradient divisor at z = 127 (4.4)
+
+
+class RangeViolation(AssertionError):
+    """A reference tensor left the interval that the bounds analysis proved for it."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Integer primitives (semantics 2.1)
+# ---------------------------------------------------------------------------------------------------------------
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _i64(v: Any) -> np.ndarray:
+    """`v` as an int64 array; refuses non-integer data so that no float can sneak in."""
+    a = np.asarray(v)
+    if a.dtype.kind not in "iu" and not (a.dtype.kind == "b"):
+        raise TypeError(f"integer data expected, got dtype {a.dtype}")
+    if a.dtype == np.uint64 and a.size and int(a.max()) > INT64_MAX:
+        raise OverflowError("uint64 value does not fit int64")
+    return a.astype(np.int64, copy=False)
+
+
+def tdiv(a: Int, b: int) -> Int:
+    """Quotient rounded toward zero (C99 `/`), for b > 0. Python ints stay Python ints; arrays become int64."""
+    b = int(b)
+    if b <= 0:
+        raise ValueError(f"tdiv divisor must be positive, got {b}")
+    if _is_scalar(a):
+        a = int(a)
+        return -((-a) // b) if a < 0 else a // b
+    x = _i64(a)
+    if b > INT64_MAX:  # |x| <= 2^63 - 1 < b, so every quotient is 0
+        return np.zeros_like(x)
+    return np.where(x < 0, -((-x) // b), x // b)
+
+
+def int_sqrt(n: int) -> int:
+    """floor(sqrt(n)) by the integer Newton iteration of semantics 2.1."""
+    n = int(n)
+    if n < 0:
+        raise ValueError("int_sqrt of a negative number")
+    x = n
+    y = (x + 1) // 2
+    while y < x:
+        x = y
+        y = (x + n // x) // 2
+    return x
+
+
+def clip(v: Int, lo: int, hi: int) -> Int:
+    """min(max(v, lo), hi)."""
+    if _is_scalar(v):
+        return min(max(int(v), lo), hi)
+    return np.minimum(np.maximum(_i64(v), lo), hi)
+
+
+def wrap(v: Int, bits: int) -> Int:
+    """Two's-complement reinterpretation modulo 2^bits: ((v + 2^(N-1)) mod 2^N) - 2^(N-1)."""
+    if not 1 <= bits <= 64:
+        raise ValueError(f"wrap width must be 1..64, got {bits}")
+    half, mask = 1 << (bits - 1), (1 << bits) - 1
+    if _is_scalar(v):
+        return ((int(v) + half) & mask) - half
+    x = _i64(v)
+    if bits == 64:
+        return x.copy()
+    # int64 array arithmetic is modulo 2^64, which preserves every residue modulo 2^bits.
+    return ((x + half) & mask) - half
+
+
+def saturate(v: Int, bits: int) -> Int:
+    """sat_b: clip into the symmetric range [-(2^(b-1)-1), 2^(b-1)-1]."""
+    m = (1 << (bits - 1)) - 1
+    return clip(v, -m, m)
+
+
+def _sem(semantics: Semantics | str) -> Semantics:
+    return Semantics(semantics)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PRNG (semantics 2.3): PCG32 XSH-RR with a 64-bit state
+# ---------------------------------------------------------------------------------------------------------------
+
+PCG_MULT = 6364136223846793005
+_JUMP_BLOCK = 1 << 16
+_jump_tables: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _jump() -> tuple[np.ndarray, np.ndarray]:
+    """uint64 tables A[k] = a^k and D[k] = sum_{j<k} a^j (mod 2^64), k = 0.._JUMP_BLOCK.
+
+    After k steps from state s, the state is A[k]*s + inc*D[k] (mod 2^64): this lets `Pcg32.uniform_ints` compute a
+    whole block of consecutive states, and hence of outputs, with uint64 array arithmetic (which wraps silently).
+    """
+    global _jump_tables
+    if _jump_tables is None:
+        a_pow = np.ones(1, dtype=np.uint64)
+        d_sum = np.zeros(1, dtype=np.uint64)
+        am, dm = PCG_MULT, 1  # a^m and sum_{j<m} a^j for m = len(a_pow) = 1
+        while len(a_pow) < _JUMP_BLOCK + 1:
+            # state after m + j steps: A[j]*(A[m]*s + inc*D[m]) + inc*D[j]
+            a_pow = np.concatenate([a_pow, a_pow * np.uint64(am)])
+            d_sum = np.concatenate([d_sum, a_pow[: len(d_sum)] * np.uint64(dm) + d_sum])
+            am, dm = (am * am) & M64, (am * dm + dm) & M64
+        _jump_tables = (a_pow[: _JUMP_BLOCK + 1].copy(), d_sum[: _JUMP_BLOCK + 1].copy())
+    return _jump_tables
+
+
+def _pcg_output(old: np.ndarray) -> np.ndarray:
+    """XSH-RR output of each (pre-step) uint64 state."""
+    u32 = np.uint64(M32)
+    xs = (((old >> np.uint64(18)) ^ old) >> np.uint64(27)) & u32
+    rot = old >> np.uint64(59)
+    return ((xs >> rot) | (xs << ((np.uint64(32) - rot) & np.uint64(31)))) & u32
+
+
+class Pcg32:
+    """PCG32 exactly as semantics 2.3, on Python ints masked to 64 bits."""
+
+    __slots__ = ("state", "inc")
+
+    def __init__(self, seed: int = 0, stream: int = 0) -> None:
+        self.state = 0
+        self.inc = 1
+        self.seed(seed, stream)
+
+    def seed(self, s: int, stream: int) -> None:
+        self.state = 0
+        self.inc = (2 * int(stream) + 1) & M64
+        self.next_u32()
+        self.state = (self.state + int(s)) & M64
+        self.next_u32()
+
+    def next_u32(self) -> int:
+        old = self.state
+        self.state = (old * PCG_MULT + self.inc) & M64
+        xs = (((old >> 18) ^ old) >> 27) & M32
+        rot = old >> 59
+        return ((xs >> rot) | (xs << ((32 - rot) & 31))) & M32
+
+    def uniform_int(self, lo: int, hi: int) -> int:
+        n = hi - lo + 1
+        if not 1 <= n < (1 << 32):
+            raise ValueError(f"uniform_int range [{lo}, {hi}] must hold 1 .. 2^32-1 values")
+        t = ((1 << 32) - n) % n
+        while True:
+            u = self.next_u32()
+            if u >= t:
+                return lo + u % n
+
+    def coin(self) -> int:
+        return self.uniform_int(0, 1)
+
+    def keep(self, pct: int) -> int:
+        return int(self.uniform_int(0, 99) >= pct)
+
+    def permutation(self, n: int) -> list[int]:
+        p = list(range(n))
+        for i in range(n - 1, 0, -1):
+            j = self.uniform_int(0, i)
+            p[i], p[j] = p[j], p[i]
+        return p
+
+    def uniform_ints(self, lo: int, hi: int, count: int) -> np.ndarray:
+        """`count` successive uniform_int(lo, hi) draws as an int64 array: identical values and final state to
+        calling `uniform_int` `count` times (rejections included), computed block-wise with uint64 arrays."""
+        n = hi - lo + 1
+        if not 1 <= n < (1 << 32):
+            raise ValueError(f"uniform_int range [{lo}, {hi}] must hold 1 .. 2^32-1 values")
+        if count < 64:
+            return np.array([self.uniform_int(lo, hi) for _ in range(count)], dtype=np.int64)
+        t = ((1 << 32) - n) % n
+        a_pow, d_sum = _jump()
+        out = np.empty(count, dtype=np.int64)
+        done = 0
+        inc = np.uint64(self.inc)
+        while done < count:
+            need = count - done
+            m = min(_JUMP_BLOCK, need + 16)
+            s = np.uint64(self.state)
+            u = _pcg_output(a_pow[:m] * s + inc * d_sum[:m])
+            if t:
+                pos = np.flatnonzero(u >= np.uint64(t))
+                take = pos[:need]
+                used = int(take[-1]) + 1 if len(take) == need else m
+                vals = u[take]
+            else:
+                used = min(m, need)
+                vals = u[:used]
+            out[done:done + len(vals)] = (vals % np.uint64(n)).astype(np.int64) + lo
+            done += len(vals)
+            self.state = (int(a_pow[used]) * self.state + self.inc * int(d_sum[used])) & M64
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Initialisation (semantics 8)
+# ---------------------------------------------------------------------------------------------------------------
+
+def kaiming_bound(fan_in: int, gain_milli: int) -> int:
+    """B(fan_in) = min(64, (gain*128*1732) // (int_sqrt(fan_in)*10^6))."""
+    return min(64, (gain_milli * 128 * 1732) // (int_sqrt(fan_in) * 10 ** 6))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layer arithmetic
+# ---------------------------------------------------------------------------------------------------------------
+
+def _max_abs(a: np.ndarray) -> int:
+    return int(np.abs(a).max()) if a.size else 0
+
+
+def _int_dot(subscripts: str, a: Int, b: Int, terms: int, semantics: Semantics | str, what: str) -> np.ndarray:
+    """A sum of products `np.einsum(subscripts, a, b)` with integer semantics, as a contiguous int64 array.
+
+    * reference: the exact sum modulo 2^32, i.e. wrap32. It is computed in uint32, whose arithmetic is modular
+      (the C99 trick of semantics 12.1), and reinterpreted as int32.
+    * nitrogen: the exact sum. The bound terms*max|a|*max|b| covers every partial sum in any order (0 lies in every
+      term interval), so the sum runs in int32 when that bound fits, in int64 when it fits there, and is refused
+      otherwise (the bounds pass should have rejected such a spec).
+    Integer einsum is used because NumPy's integer matmul is slower and has no BLAS path anyway.
+    """
+    a, b = _i64(a), _i64(b)
+    if _sem(semantics) is Semantics.REFERENCE:
+        out = np.einsum(subscripts, a.astype(np.uint32), b.astype(np.uint32)).view(np.int32)
+    else:
+        bound = _max_abs(a) * _max_abs(b) * terms
+        if bound > INT64_MAX:
+            raise OverflowError(f"{what}: a sum of {terms} products may exceed int64; nitrogen needs exact values")
+        if bound <= INT32_MAX:
+            out = np.einsum(subscripts, a.astype(np.int32), b.astype(np.int32))
+        else:
+            out = np.einsum(subscripts, a, b)
+    return np.ascontiguousarray(out, dtype=np.int64)
+
+
+def int_linear(x: Int, w: Int, semantics: Semantics | str) -> np.ndarray:
+    """4.1 forward: acc[n][o] = sum_i x[n][i]*W[o][i]; reference wraps it with wrap32."""
+    x, w = _i64(x), _i64(w)
+    # 'oi,ni->on' keeps the big weight rows in cache: about twice as fast as 'ni,oi->no' for MLP4 shapes.
+    return _int_dot("oi,ni->on", w, x, x.shape[1], semantics, "linear accumulator").T.copy()
+
+
+def int_linear_input_grad(delta: Int, w: Int, semantics: Semantics | str) -> np.ndarray:
+    """4.1 input gradient: d_in[n][i] = sum_o delta[n][o]*W[o][i] (W before the update); reference wraps it."""
+    delta, w = _i64(delta), _i64(w)
+    return _int_dot("no,oi->ni", delta, w, delta.shape[1], semantics, "linear input gradient")
+
+
+def int_linear_weight_grad(delta: Int, x: Int, semantics: Semantics | str) -> np.ndarray:
+    """4.1 weight gradient: G[o][i] = sum_n delta[n][o]*x[n][i] (a batch sum); reference wraps it."""
+    delta, x = _i64(delta), _i64(x)
+    return _int_dot("on,ni->oi", np.ascontiguousarray(delta.T), x, delta.shape[0], semantics,
+                    "linear weight gradient")
+
+
+def nitro_scale(acc: Int, sf: int) -> Int:
+    """4.3 NITRO-Scaling: clip(tdiv(acc, SF), -127, 127)."""
+    return clip(tdiv(acc, sf), -127, 127)
+
+
+def _relu_mu(s: int) -> int:
+    if s not in RELU_TABLE:
+        raise ValueError(f"NITRO-ReLU slope_inv {s} is not one of {sorted(RELU_TABLE)}")
+    return RELU_TABLE[s][0]
+
+
+def nitro_relu(z: Int, s: int) -> Int:
+    """4.4 forward: P(z) = min(max(z,0),127) + tdiv(min(max(z,-127),0), s); h = P(z) - mu(s)."""
+    mu = _relu_mu(s)
+    return clip(z, 0, 127) + tdiv(clip(z, -127, 0), s) - mu
+
+
+def nitro_relu_backward(delta: Int, z: Int, s: int, semantics: Semantics | str) -> Int:
+    """4.4 backward from the saved NL input z: delta for 0 <= z <= 126, tdiv(delta, s) for z < 0, and at z = 127
+    tdiv(delta, 2^31-1) (reference) or 0 (nitrogen)."""
+    sem = _sem(semantics)
+    _relu_mu(s)
+    scalar = _is_scalar(delta) and _is_scalar(z)
+    d, zz = _i64(delta), _i64(z)
+    top = tdiv(d, RELU_SATURATED_DIV) if sem is Semantics.REFERENCE else np.zeros_like(d)
+    out = np.where(zz >= 127, top, np.where(zz < 0, tdiv(d, s), d))
+    return int(out) if scalar else out
+
+
+def loss_grad(logits: Int, target_onehot: Int, semantics: Semantics | str) -> Int:
+    """4.9 loss gradient ŷ - y: wrap8 in reference, exact (int16 range) in nitrogen."""
+    sem = _sem(semantics)
+    if _is_scalar(logits) and _is_scalar(target_onehot):
+        d = int(logits) - int(target_onehot)
+    else:
+        d = _i64(logits) - _i64(target_onehot)
+    return wrap(d, 8) if sem is Semantics.REFERENCE else d
+
+
+def sgd_terms(w: Int, grad: Int, a: int, decay_inv: int) -> tuple[Int, Int]:
+    """7.1 IntegerSGD before storage: g = tdiv(G, A) and W_new = W_old - g - d, d = tdiv(W_old, decay_inv) or 0."""
+    if a < 1:
+        raise ValueError(f"A = lr_inv*amp must be >= 1, got {a}")
+    g = tdiv(grad, a)
+    d = tdiv(w, decay_inv) if decay_inv > 0 else 0
+    if _is_scalar(w):
+        return g, int(w) - g - d
+    return g, _i64(w) - g - d
+
+
+def store_weights(w_new: Int, semantics: Semantics | str, weight_bits: int) -> Int:
+    """7.1 storage: wrap32 (reference) or sat_b (nitrogen)."""
+    return wrap(w_new, 32) if _sem(semantics) is Semantics.REFERENCE else saturate(w_new, weight_bits)
+
+
+def sgd_update(w: Int, grad: Int, a: int, decay_inv: int, semantics: Semantics | str, weight_bits: int) -> Int:
+    """7.1 IntegerSGD: the stored new weights."""
+    _, w_new = sgd_terms(w, grad, a, decay_inv)
+    return store_weights(w_new, semantics, weight_bits)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Augmentation (semantics 3.7)
+# ---------------------------------------------------------------------------------------------------------------
+
+def _crop(imgs: np.ndarray, v: int, top: int, left: int, p: int) -> np.ndarray:
+    """crop(img, v, top, left)[c][h][w] = img[c][h+top-p][w+left-p] inside the image, else v (leading axes kept)."""
+    h, w = imgs.shape[-2:]
+    padded = np.full(imgs.shape[:-2] + (h + 2 * p, w + 2 * p), v, dtype=imgs.dtype)
+    padded[..., p:p + h, p:p + w] = imgs
+    return padded[..., top:top + h, left:left + w].copy()
+
+
+def augment(x: np.ndarray, rng: Pcg32, crop_pad: int, flip: bool, semantics: Semantics | str) -> np.ndarray:
+    """Training augmentation of an int8 (N, C, H, W) batch; reference decides once per batch, nitrogen per sample."""
+    sem = _sem(semantics)
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"augment expects an (N, C, H, W) batch, got shape {x.shape}")
+    out = x.copy()
+    p = int(crop_pad)
+    groups = [out] if sem is Semantics.REFERENCE else [out[j] for j in range(out.shape[0])]
+    for g in groups:  # each g is a view into `out`
+        if p > 0 and rng.coin() == 1:
+            v = g.min() if g.size else 0
+            top = rng.uniform_int(0, 2 * p)
+            left = rng.uniform_int(0, 2 * p)
+            g[...] = _crop(g, v, top, left, p)
+        if flip and rng.coin() == 1:
+            g[...] = g[..., ::-1].copy()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-kind reference layers
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Constants of one weight tensor (semantics 5): PyTorch name, range prefix, shape, SF, amp, decay, init bound."""
+
+    name: str  # "blocks.0.forward.weight", "blocks.0.learning.weight", "output.weight"
+    prefix: str  # range-name prefix: "b0", "b0_l", "out"
+    in_features: int
+    out_features: int
+    sf: int
+    amp: int
+    decay_inv: int
+    gain_milli: int
+    bound: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.out_features, self.in_features)
+
+
+@dataclass
+class LinearBlockState:
+    """A linear block at run time: its index, slope and its forward and learning layers."""
+
+    index: int
+    slope_inv: int
+    fwd: LayerInfo
+    learn: LayerInfo
+    kind: str = "linear"
+
+
+def eval_sample_count(n_test: int, batch_size: int, semantics: Semantics) -> int:
+    """How many test samples an epoch evaluates (semantics 6.6): `reference` uses the first
+    floor(N/bs)*bs (9 984 of 10 000 at bs 64), `nitrogen` uses all of them."""
+    if semantics is Semantics.REFERENCE:
+        return n_test // batch_size * batch_size
+    return n_test
+
+
+@dataclass(frozen=True)
+class RefKind:
+    """What the reference does for one spec layer kind.
+
+    build(model, layer, index, in_shape) -> (state, out_shape, [LayerInfo in construction order]);
+    forward(model, state, a, saved) -> next activation (saved: dict to fill in training, None in evaluation);
+    local_step(model, state, saved, onehot) -> local logits (None for items without a local loss).
+    """
+
+    build: Callable[..., tuple[Any, tuple[int, ...], list[LayerInfo]]]
+    forward: Callable[..., np.ndarray]
+    local_step: Callable[..., np.ndarray] | None
+
+
+def ref_linear_build(model: Model, layer: LinearBlock, index: int,
+                     in_shape: tuple[int, ...]) -> tuple[LinearBlockState, tuple[int, ...], list[LayerInfo]]:
+    """5.1: forward linear in->out (SF 256*in, amp_model, fwd_decay_inv), learning linear out->C (SF 256*out,
+    amp 1, subnet_decay_inv). Both draw their init bound with the block's gain (DECISION, see Model)."""
+    t = model.spec.train
+    n_in, n_out, s = prod(in_shape), layer.out_features, layer.slope_inv
+    _relu_mu(s)
+    gain = model.gain_milli(s)
+    fwd = LayerInfo(f"blocks.{index}.forward.weight", f"b{index}", n_in, n_out, 256 * n_in, t.amp_model,
+                    t.fwd_decay_inv, gain, kaiming_bound(n_in, gain))
+    learn = LayerInfo(f"blocks.{index}.learning.weight", f"b{index}_l", n_out, model.num_classes, 256 * n_out, 1,
+                      t.subnet_decay_inv, gain, kaiming_bound(n_out, gain))
+    return LinearBlockState(index, s, fwd, learn), (n_out,), [fwd, learn]
+
+
+def ref_linear_forward(model: Model, st: LinearBlockState, a: np.ndarray,
+                       saved: dict[str, np.ndarray] | None) -> np.ndarray:
+    """Block forward: flatten, integer linear, NITRO-Scaling, NITRO-ReLU; saves x_b, z_b, h_b in training."""
+    p = st.fwd.prefix
+    x = a.reshape(a.shape[0], -1)
+    acc = model._checked(f"{p}_acc", int_linear(x, model._w[st.fwd.name], model.semantics))
+    z = model._checked(f"{p}_z", nitro_scale(acc, st.fwd.sf))
+    h = model._checked(f"{p}_h", nitro_relu(z, st.slope_inv))
+    if saved is not None:
+        saved.update(x=x, z=z, h=h)
+    return h
+
+
+def ref_linear_local_step(model: Model, st: LinearBlockState, saved: dict[str, np.ndarray],
+                          onehot: np.ndarray) -> np.ndarray:
+    """6.3 LOCAL_STEP of a linear block; returns the local logits (computed with the pre-update learning weights)."""
+    sem = model.semantics
+    lp, fp = st.learn.prefix, st.fwd.prefix
+    w_l = model._w[st.learn.name]
+    p = saved["h"]
+    acc = model._checked(f"{lp}_acc", int_linear(p, w_l, sem))
+    logits = model._checked(f"{lp}_logits", nitro_scale(acc, st.learn.sf))
+    delta = model._checked(f"{lp}_delta", loss_grad(logits, onehot, sem))
+    dp = model._checked(f"{lp}_dx", int_linear_input_grad(delta, w_l, sem))  # W_l before its update
+    g_l = model._checked(f"{lp}_grad", int_linear_weight_grad(delta, p, sem))
+    model._sgd(st.learn, g_l)
+    dz = model._checked(f"{fp}_dz", nitro_relu_backward(dp, saved["z"], st.slope_inv, sem))  # scaling bwd = id
+    g_f = model._checked(f"{fp}_grad", int_linear_weight_grad(dz, saved["x"], sem))
+    model._sgd(st.fwd, g_f)
+    return logits
+
+
+REFERENCE: dict[str, RefKind] = {
+    "linear": RefKind(ref_linear_build, ref_linear_forward, ref_linear_local_step),
+}
+
+
+def ref_output_build(model: Model, in_shape: tuple[int, ...], last_slope_inv: int) -> LayerInfo:
+    """5.3: output linear F->C, SF 256*F, amp 1, subnet_decay_inv."""
+    f = prod(in_shape)
+    gain = model.gain_milli(last_slope_inv)
+    return LayerInfo("output.weight", "out", f, model.num_classes, 256 * f, 1, model.spec.train.subnet_decay_inv,
+                     gain, kaiming_bound(f, gain))
+
+
+def ref_output_forward(model: Model, info: LayerInfo, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten, integer linear, NITRO-Scaling; returns (x_out, logits)."""
+    x = a.reshape(a.shape[0], -1)
+    acc = model._checked("out_acc", int_linear(x, model._w[info.name], model.semantics))
+    return x, model._checked("out_logits", nitro_scale(acc, info.sf))
+
+
+def ref_output_update(model: Model, info: LayerInfo, x: np.ndarray, logits: np.ndarray,
+                      onehot: np.ndarray) -> None:
+    """Global loss gradient, weight gradient and IntegerSGD of the output layer (no input gradient)."""
+    sem = model.semantics
+    delta = model._checked("out_delta", loss_grad(logits, onehot, sem))
+    grad = model._checked("out_grad", int_linear_weight_grad(delta, x, sem))
+    model._sgd(info, grad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepStats:
+    loss: int  # global loss sum_n sum_o (ŷ - y)^2 of the pre-update output forward
+    correct: int  # #{n : argmax ŷ[n] == label[n]}, ties -> lowest index
+    local_loss: tuple[int, ...]  # per block, from its (first) local step's logits
+    local_correct: tuple[int, ...]  # per block, argmax of its local logits == label
+
+
+@dataclass
+class _Item:
+    kind: str
+    state: Any
+    local_steps: int = 1
+    saved: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _sq_loss(logits: np.ndarray, onehot: np.ndarray) -> int:
+    d = logits - onehot  # unwrapped, exact
+    return int(np.sum(d * d, dtype=np.int64))
+
+
+def _correct(logits: np.ndarray, labels: np.ndarray) -> int:
+    return int(np.count_nonzero(np.argmax(logits, axis=1) == labels))
+
+
+class Model:
+    """Reference interpreter of one spec: integer-only training and inference, bit-exact with the generated C.
+
+    `seed` is the run seed s: rng_train = seed(s, 0) initialises every weight (semantics 8) and then drives
+    augmentation. Kaiming gains: `reference` uses 1372 everywhere; `nitrogen` gives a block's forward and learning
+    linears the gain of that block's slope, and the output layer the gain of the last block's slope (4 without blocks).
+    """
+
+    EVAL_CHUNK = 1024
+
+    def __init__(self, spec: SpecModel, seed: int = 0, ranges: Mapping[str, tuple[int, int]] | None = None) -> None:
+        self.spec = spec
+        self.semantics: Semantics = Semantics(spec.semantics)
+        self.num_classes = spec.num_classes
+        self.target_value = spec.target_value
+        self.weight_bits = spec.weight_bits
+        self.ranges: dict[str, tuple[int, int]] = {k: (int(v[0]), int(v[1])) for k, v in (ranges or {}).items()}
+        self.rng = Pcg32(seed, 0)
+        self.steps = 0
+        self._lr_inv = 0
+        self._w: dict[str, np.ndarray] = {}
+
+        kinds = [layer.kind for layer in spec.layers]
+        has_conv = "conv" in kinds
+        self._items: list[_Item] = []
+        self._infos: list[LayerInfo] = []
+        shape: tuple[int, ...] = tuple(spec.input_shape)
+        last_slope = 4
+        for index, layer in enumerate(spec.layers):
+            if layer.kind not in REFERENCE:
+                raise NotImplementedError(f"the reference does not implement layer kind '{layer.kind}'")
+            state, shape, infos = REFERENCE[layer.kind].build(self, layer, index, shape)
+            # 6.4: two local steps only for linear blocks of a network with a conv block, in reference mode.
+            steps = 2 if (self.semantics is Semantics.REFERENCE and layer.kind == "linear" and has_conv) else 1
+            self._items.append(_Item(layer.kind, state, steps))
+            self._infos.extend(infos)
+            last_slope = getattr(layer, "slope_inv", last_slope)
+        self._out = ref_output_build(self, shape, last_slope)
+        self._infos.append(self._out)
+        self.lr_inv = spec.train.lr_inv
+
+        # Semantics 8: uniform_int(-B, B) per element in C-order, tensors in construction order.
+        for info in self._infos:
+            vals = self.rng.uniform_ints(-info.bound, info.bound, info.out_features * info.in_features)
+            self._w[info.name] = vals.reshape(info.shape)
+
+    # -- constants ---------------------------------------------------------------------------------------------
+    def gain_milli(self, slope_inv: int) -> int:
+        if self.semantics is Semantics.REFERENCE:
+            return 1372
+        if slope_inv not in RELU_TABLE:
+            raise ValueError(f"NITRO-ReLU slope_inv {slope_inv} is not one of {sorted(RELU_TABLE)}")
+        return RELU_TABLE[slope_inv][1]
+
+    @property
+    def layer_info(self) -> tuple[LayerInfo, ...]:
+        """Every weight tensor's constants, in construction order (the order of `params`)."""
+        return tuple(self._infos)
+
+    @property
+    def local_steps(self) -> tuple[int, ...]:
+        """r_b of every block (semantics 6.4)."""
+        return tuple(item.local_steps for item in self._items if REFERENCE[item.kind].local_step is not None)
+
+    @property
+    def rng_state(self) -> tuple[int, int]:
+        return (self.rng.state, self.rng.inc)
+
+    def permutation(self, n: int) -> list[int]:
+        """An epoch shuffle pi_e = permutation(n) drawn from rng_train (semantics 2.3), for epoch drivers."""
+        return self.rng.permutation(n)
+
+    @property
+    def lr_inv(self) -> int:
+        return self._lr_inv
+
+    @lr_inv.setter
+    def lr_inv(self, value: int) -> None:
+        if not _is_scalar(value) or int(value) < 1:
+            raise ValueError(f"lr_inv must be an integer >= 1, got {value!r}")
+        value = int(value)
+        worst = value * max(info.amp for info in self._infos)
+        if worst > INT64_MAX:
+            raise ValueError(f"lr_inv = {value} makes A = lr_inv*amp = {worst} exceed int64")
+        self._lr_inv = value
+
+    # -- parameters --------------------------------------------------------------------------------------------
+    def _weight_limits(self) -> tuple[int, int]:
+        if self.semantics is Semantics.REFERENCE:
+            return INT32_MIN, INT32_MAX
+        m = (1 << (self.weight_bits - 1)) - 1
+        return -m, m
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return {info.name: self._w[info.name].copy() for info in self._infos}
+
+    def set_params(self, params: Mapping[str, np.ndarray]) -> None:
+        names = [info.name for info in self._infos]
+        missing = [n for n in names if n not in params]
+        extra = [n for n in params if n not in self._w]
+        if missing or extra:
+            raise ValueError(f"set_params: missing {missing}, unknown {extra}")
+        lo, hi = self._weight_limits()
+        new: dict[str, np.ndarray] = {}
+        for info in self._infos:
+            a = np.asarray(params[info.name])
+            if a.dtype.kind not in "iu":
+                raise ValueError(f"{info.name}: integer array expected, got dtype {a.dtype}")
+            if a.shape != info.shape:
+                raise ValueError(f"{info.name}: shape {a.shape}, expected {info.shape}")
+            if a.size and (int(a.min()) < lo or int(a.max()) > hi):
+                raise ValueError(f"{info.name}: values outside [{lo}, {hi}]")
+            new[info.name] = a.astype(np.int64).copy()
+        self._w.update(new)
+
+    # -- checks ------------------------------------------------------------------------------------------------
+    def _checked(self, name: str, a: np.ndarray) -> np.ndarray:
+        """Assert the proven interval of tensor `name` (when given), then return `a`."""
+        r = self.ranges.get(name)
+        if r is not None:
+            lo, hi = r
+            arr = np.asarray(a)
+            bad = (arr < lo) | (arr > hi)
+            if np.any(bad):
+                i = int(np.flatnonzero(bad)[0])
+                raise RangeViolation(f"{name}[{i}] = {int(arr.reshape(-1)[i])} outside proven [{lo}, {hi}]")
+        return a
+
+    def _sgd(self, info: LayerInfo, grad: np.ndarray) -> None:
+        a = self._lr_inv * info.amp
+        g, w_new = sgd_terms(self._w[info.name], grad, a, info.decay_inv)
+        self._checked(f"{info.prefix}_g", g)
+        self._checked(f"{info.prefix}_wnew", w_new)
+        self._w[info.name] = self._checked(f"{info.prefix}_w", store_weights(w_new, self.semantics,
+                                                                              self.weight_bits))
+
+    def _batch(self, x: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.asarray(x)
+        shape = tuple(self.spec.input_shape)
+        if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+            raise ValueError(f"x must have shape (N, {', '.join(map(str, shape))}), got {x.shape}")
+        if x.dtype.kind not in "iu":
+            raise ValueError(f"x must be int8 data, got dtype {x.dtype}")
+        if x.size and (int(x.min()) < -128 or int(x.max()) > 127):
+            raise ValueError("x values must lie in the int8 range [-128, 127]")
+        x = x.astype(np.int8)
+        if labels is None:
+            return x, None
+        y = np.asarray(labels)
+        if y.dtype.kind not in "iu" or y.shape != (x.shape[0],):
+            raise ValueError(f"labels must be an integer array of shape ({x.shape[0]},), got {y.dtype} {y.shape}")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise ValueError(f"labels must lie in [0, {self.num_classes - 1}]")
+        return x, y.astype(np.int64)
+
+    def _onehot(self, labels: np.ndarray) -> np.ndarray:
+        y = np.zeros((labels.shape[0], self.num_classes), dtype=np.int64)
+        y[np.arange(labels.shape[0]), labels] = self.target_value
+        return y
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def train_step(self, x: np.ndarray, labels: np.ndarray) -> StepStats:
+        """One STEP (semantics 6.2) in the published order: augmentation, the whole forward, the output update,
+        then each block's r_b local steps (blocks last to first, as published; the order does not matter)."""
+        x, y = self._batch(x, labels)
+        assert y is not None
+        if x.shape[0] != self.spec.train.batch_size:
+            raise ValueError(f"a training batch holds {self.spec.train.batch_size} samples, got {x.shape[0]}")
+        aug = self.spec.train.augment
+        x = augment(x, self.rng, aug.crop_pad, aug.flip, self.semantics)
+        onehot = self._onehot(y)
+
+        a: np.ndarray = self._checked("x", x.astype(np.int64))
+        for item in self._items:
+            item.saved = {}
+            a = REFERENCE[item.kind].forward(self, item.state, a, item.saved)
+        x_out, logits = ref_output_forward(self, self._out, a)
+        loss, correct = _sq_loss(logits, onehot), _correct(logits, y)
+        ref_output_update(self, self._out, x_out, logits, onehot)
+
+        local_loss = [0] * len(self._items)
+        local_correct = [0] * len(self._items)
+        for k in reversed(range(len(self._items))):
+            item = self._items[k]
+            step = REFERENCE[item.kind].local_step
+            if step is None:
+                continue
+            for r in range(item.local_steps):
+                local_logits = step(self, item.state, item.saved, onehot)
+                if r == 0:
+                    local_loss[k] = _sq_loss(local_logits, onehot)
+                    local_correct[k] = _correct(local_logits, y)
+            item.saved = {}
+        self.steps += 1
+        blocks = [k for k, item in enumerate(self._items) if REFERENCE[item.kind].local_step is not None]
+        return StepStats(loss, correct, tuple(local_loss[k] for k in blocks), tuple(local_correct[k] for k in blocks))
+
+    # -- inference ---------------------------------------------------------------------------------------------
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Evaluation forward (semantics 6.6): no augmentation, no draws, no learning layers; int8 (N, C) logits."""
+        x, _ = self._batch(x, None)
+        out = np.empty((x.shape[0], self.num_classes), dtype=np.int8)
+        for start in range(0, x.shape[0], self.EVAL_CHUNK):
+            a: np.ndarray = self._checked("x", x[start:start + self.EVAL_CHUNK].astype(np.int64))
+            for item in self._items:
+                a = REFERENCE[item.kind].forward(self, item.state, a, None)
+            _, logits = ref_output_forward(self, self._out, a)
+            out[start:start + len(logits)] = logits.astype(np.int8)  # logits are clipped to [-127, 127]
+        return out
+
+    def evaluate(self, x: np.ndarray, labels: np.ndarray) -> int:
+        """Correct predictions (argmax, ties -> lowest index) over every sample given, like the C
+        `<name>_evaluate()`. Which samples a test-set evaluation passes is protocol, not arithmetic:
+        see `eval_sample_count` (semantics 6.6)."""
+        x, y = self._batch(x, labels)
+        assert y is not None
+        if x.shape[0] == 0:
+            return 0
+        return _correct(self.predict(x), y)

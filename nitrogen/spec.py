@@ -1,0 +1,434 @@
+"""The spec model: frozen dataclasses built from the neutral tree (`tree.py`).
+
+Both surface syntaxes (YAML and the DSL) produce a `tree.TMap`; `build_model` turns it into
+a `Model`, checking every key, type and range and collecting all problems before failing.
+Every node keeps its `Span`, so later passes can point at the line that caused a problem.
+Defaults follow the NITRO-D paper (semantics doc sections 5.6 and 9).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields, is_dataclass, replace
+from enum import StrEnum
+from typing import Any, Callable, Union
+
+from .errors import Diagnostic, DiagnosticSink, Span, did_you_mean
+from .tree import TKey, TMap, TNode, TScalar, TSeq
+
+
+class Semantics(StrEnum):
+    NITROGEN = "nitrogen"
+    REFERENCE = "reference"
+
+
+# NITRO-ReLU slope inverse s -> (mean correction mu(s), Kaiming gain(s) * 1000); semantics 4.4.
+RELU_TABLE: dict[int, tuple[int, int]] = {
+    3: (31, 1342), 4: (36, 1372), 5: (38, 1387), 7: (40, 1400), 8: (42, 1403),
+    10: (43, 1407), 15: (44, 1411), 16: (44, 1411), 20: (45, 1412),
+}
+MAX_DIM = 1 << 20  # largest single dimension accepted (sizes above this are surely a typo)
+MAX_FAN_IN = (1 << 23) - 1  # the scaling factor 256 * fan_in must fit in int32
+C_KEYWORDS = frozenset("""
+auto break case char const continue default do double else enum extern float for goto if inline
+int long register restrict return short signed sizeof static struct switch typedef union unsigned
+void volatile while _Bool _Complex _Imaginary _Alignas _Alignof _Atomic _Generic _Noreturn
+_Static_assert _Thread_local alignas alignof bool constexpr false nullptr static_assert
+thread_local true typeof typeof_unqual _BitInt _Decimal32 _Decimal64 _Decimal128
+""".split())
+
+
+@dataclass(frozen=True, slots=True)
+class LinearBlock:
+    """Local-loss block: integer linear -> NITRO-Scaling -> NITRO-ReLU, plus its learning layers."""
+
+    out_features: int
+    slope_inv: int
+    span: Span
+    kind = "linear"  # class attribute, not a field
+
+
+Layer = Union[LinearBlock]
+LAYER_KINDS: tuple[str, ...] = ("linear",)
+# The key that a DSL call's single positional argument stands for: `linear(100)`.
+PRIMARY_KEY: dict[str, str] = {"linear": "out_features"}
+# Kinds the spec language reserves for the convolutional issue; rejected clearly until then.
+PLANNED_KINDS: tuple[str, ...] = ("conv", "maxpool", "avgpool", "dropout")
+
+
+@dataclass(frozen=True, slots=True)
+class Plateau:
+    """Multiply lr_inv by `factor` after `patience` epochs without a `min_delta_pct` gain (semantics 7.2)."""
+
+    factor: int = 3
+    patience: int = 15
+    from_epoch: int = 10
+    min_delta_pct: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyStopping:
+    """Stop after `patience` epochs without a `min_delta_pct` gain, counted from `from_epoch` (7.3)."""
+
+    patience: int = 35
+    from_epoch: int = 30
+    min_delta_pct: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Augment:
+    """Training augmentation (semantics 3.7): random crop with padding `crop_pad`, horizontal flip."""
+
+    crop_pad: int = 0
+    flip: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Train:
+    batch_size: int
+    lr_inv: int
+    amp_model: int
+    fwd_decay_inv: int
+    subnet_decay_inv: int
+    seed: int
+    epochs: int
+    plateau: Plateau
+    early_stopping: EarlyStopping
+    augment: Augment
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """Integer Kaiming-uniform (semantics 8) is the only scheme; the key exists so others can be added."""
+
+    scheme: str = "kaiming_uniform"
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int
+    target_value: int
+    semantics: Semantics
+    weight_bits: int
+    layers: tuple[Layer, ...]
+    train: Train
+    init: Init
+    source: str  # path as given by the user
+    spans: tuple[tuple[str, Span], ...]  # dotted key path -> where it was written
+
+    def span(self, key: str) -> Span:
+        """Where `key` ("weight_bits", "train.batch_size", "layers[1]") was written, else the model."""
+        table = dict(self.spans)
+        while key and key not in table:
+            key = key.rpartition(".")[0]
+        return table.get(key, table[""])
+
+    @property
+    def input_len(self) -> int:
+        c, h, w = self.input_shape
+        return c * h * w
+
+    def canonical(self) -> dict[str, Any]:
+        """Everything that defines the network and its training, without spans or file names."""
+        return _plain(self)
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the canonical model: the YAML and DSL forms of one network hash the same."""
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, StrEnum):
+        return str(obj)
+    if is_dataclass(obj):
+        out = {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.name not in ("span", "spans", "source")}
+        if hasattr(type(obj), "kind"):
+            out["kind"] = type(obj).kind
+        return out
+    if isinstance(obj, tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def with_semantics(model: Model, semantics: str | None) -> Model:
+    """The `--semantics` override of the CLI."""
+    return model if semantics is None else replace(model, semantics=Semantics(semantics))
+
+
+# --------------------------------------------------------------------------------------------
+# Builder: tree -> Model
+# --------------------------------------------------------------------------------------------
+
+class _Builder:
+    def __init__(self, source: str, sink: DiagnosticSink) -> None:
+        self.source = source
+        self.sink = sink
+        self.spans: dict[str, Span] = {}
+
+    # -- generic helpers ------------------------------------------------------------------
+    def mapping(self, node: TNode, path: str, allowed: dict[str, str]) -> dict[str, TNode]:
+        """Check that `node` is a mapping with known keys; return key -> value node."""
+        if not isinstance(node, TMap):
+            self.sink.error("E202", f"'{path or 'spec'}' must be a mapping of keys to values", node.span,
+                            hint=f"valid keys: {', '.join(allowed)}")
+            return {}
+        out: dict[str, TNode] = {}
+        for key, value in node.items:
+            full = f"{path}.{key.name}" if path else key.name
+            if key.name not in allowed:
+                self.sink.error("E201", f"unknown key '{full}'", key.span, hint=did_you_mean(key.name, allowed))
+            elif key.name in out:
+                self.sink.error("E203", f"duplicate key '{full}'", key.span, hint="each key may appear once")
+            else:
+                out[key.name] = value
+                self.spans[full] = key.span
+        return out
+
+    def integer(self, node: TNode | None, path: str, default: int | None, lo: int, hi: int,
+                span: Span, why: str = "") -> int:
+        if node is None:
+            if default is None:
+                self.sink.error("E204", f"missing required key '{path}'", span)
+                return lo
+            return default
+        if not isinstance(node, TScalar) or isinstance(node.value, bool) or not isinstance(node.value, int):
+            got = _describe(node)
+            self.sink.error("E205", f"'{path}' must be an integer, got {got}", node.span)
+            return default if default is not None else lo
+        if not lo <= node.value <= hi:
+            self.sink.error("E206", f"'{path}' is {node.value}, outside [{lo}, {hi}]", node.span,
+                            hint=why or None)
+            return default if default is not None else lo
+        return node.value
+
+    def boolean(self, node: TNode | None, path: str, default: bool) -> bool:
+        if node is None:
+            return default
+        if not isinstance(node, TScalar) or not isinstance(node.value, bool):
+            self.sink.error("E205", f"'{path}' must be true or false, got {_describe(node)}", node.span)
+            return default
+        return node.value
+
+    def choice(self, node: TNode | None, path: str, default: str | None, options: tuple[str, ...],
+               span: Span) -> str:
+        if node is None:
+            if default is None:
+                self.sink.error("E204", f"missing required key '{path}'", span)
+                return options[0]
+            return default
+        if not isinstance(node, TScalar) or not isinstance(node.value, str):
+            self.sink.error("E205", f"'{path}' must be one of {', '.join(options)}; got {_describe(node)}",
+                            node.span)
+            return default or options[0]
+        if node.value not in options:
+            self.sink.error("E207", f"'{path}' is '{node.value}'", node.span, hint=did_you_mean(node.value, options))
+            return default or options[0]
+        return node.value
+
+    # -- sections -------------------------------------------------------------------------
+    def model(self, root: TNode) -> Model:
+        keys = {"name": "", "input": "", "num_classes": "", "target_value": "", "semantics": "",
+                "weight_bits": "", "layers": "", "train": "", "init": ""}
+        top = self.mapping(root, "", keys)
+        here = root.span
+        self.spans[""] = here
+        name = self.name(top.get("name"), here)
+        shape = self.input_shape(top.get("input"), here)
+        classes = self.integer(top.get("num_classes"), "num_classes", None, 2, 255, here,
+                               "labels are uint8, and a classifier needs at least two classes")
+        target = self.integer(top.get("target_value"), "target_value", 32, 0, 127, here,
+                              "the one-hot target is an int8 value (the paper uses 32)")
+        semantics = Semantics(self.choice(top.get("semantics"), "semantics", "nitrogen",
+                                          tuple(s.value for s in Semantics), here))
+        bits = self.integer(top.get("weight_bits"), "weight_bits", 16, 8, 32, here,
+                            "nitrogen stores weights in b bits with 8 <= b <= 32 (initial weights reach 64)")
+        layers = self.layers(top.get("layers"), here)
+        train = self.train(top.get("train"), here, classes)
+        init = self.init(top.get("init"))
+        return Model(name, shape, classes, target, semantics, bits, layers, train, init, self.source,
+                     tuple(sorted(self.spans.items())))
+
+    def name(self, node: TNode | None, span: Span) -> str:
+        if node is None:
+            self.sink.error("E204", "missing required key 'name'", span, hint="the name prefixes every C symbol")
+            return "model"
+        if not isinstance(node, TScalar) or not isinstance(node.value, str):
+            self.sink.error("E205", f"'name' must be a string, got {_describe(node)}", node.span)
+            return "model"
+        value = node.value
+        if not (value.isascii() and value.isidentifier()) or value.startswith("_"):
+            self.sink.error("E208", f"name '{value}' is not a valid C identifier", node.span,
+                            hint="use letters, digits and '_', starting with a letter")
+        elif value in C_KEYWORDS or value.lower() in ("ng",):
+            self.sink.error("E208", f"name '{value}' is reserved in C or by nitrogen", node.span,
+                            hint=f"try '{value}_net'")
+        elif value != value.lower():
+            self.sink.error("E208", f"name '{value}' must be lower case", node.span,
+                            hint=f"try '{value.lower()}' (macros use the upper-case form)")
+        return value
+
+    def input_shape(self, node: TNode | None, span: Span) -> tuple[int, int, int]:
+        if node is None:
+            self.sink.error("E204", "missing required key 'input'", span, hint="input: [channels, height, width]")
+            return (1, 1, 1)
+        if not isinstance(node, TSeq) or len(node.items) != 3:
+            self.sink.error("E205", f"'input' must be [channels, height, width], got {_describe(node)}", node.span)
+            return (1, 1, 1)
+        c, h, w = (self.integer(item, f"input[{i}]", None, 1, MAX_DIM, node.span) for i, item in
+                   enumerate(node.items))
+        return (c, h, w)
+
+    def layers(self, node: TNode | None, span: Span) -> tuple[Layer, ...]:
+        if node is None:
+            return ()
+        if not isinstance(node, TSeq):
+            self.sink.error("E205", f"'layers' must be a list, got {_describe(node)}", node.span)
+            return ()
+        return tuple(layer for i, item in enumerate(node.items) if (layer := self.layer(item, i)) is not None)
+
+    def layer(self, node: TNode, index: int) -> Layer | None:
+        path = f"layers[{index}]"
+        self.spans[path] = node.span
+        if not isinstance(node, TMap):
+            self.sink.error("E202", f"'{path}' must be a mapping such as {{kind: linear, out_features: 100}}",
+                            node.span)
+            return None
+        kind_node = dict((k.name, v) for k, v in node.items).get("kind")
+        if kind_node is None:
+            self.sink.error("E204", f"'{path}' has no 'kind'", node.span, hint=did_you_mean("", LAYER_KINDS))
+            return None
+        if not isinstance(kind_node, TScalar) or not isinstance(kind_node.value, str):
+            self.sink.error("E205", f"'{path}.kind' must be a name, got {_describe(kind_node)}", kind_node.span)
+            return None
+        kind = kind_node.value
+        if kind in PLANNED_KINDS:
+            self.sink.error("E209", f"layer kind '{kind}' is not supported yet", kind_node.span,
+                            hint="convolutions, pooling and dropout arrive with CNN support; "
+                                 f"supported now: {', '.join(LAYER_KINDS)}")
+            return None
+        if kind not in LAYER_KINDS:
+            self.sink.error("E207", f"unknown layer kind '{kind}'", kind_node.span,
+                            hint=did_you_mean(kind, LAYER_KINDS + PLANNED_KINDS))
+            return None
+        return LAYER_BUILDERS[kind](self, node, path)
+
+    def linear(self, node: TMap, path: str) -> LinearBlock:
+        args = self.mapping(node, path, {"kind": "", "out_features": "", "slope_inv": ""})
+        out = self.integer(args.get("out_features"), f"{path}.out_features", None, 1, MAX_DIM, node.span)
+        slope = self.integer(args.get("slope_inv"), f"{path}.slope_inv", 4, 1, 1 << 30, node.span)
+        if slope not in RELU_TABLE and "slope_inv" in args:
+            self.sink.error("E207", f"'{path}.slope_inv' is {slope}", args["slope_inv"].span,
+                            hint=f"NITRO-ReLU supports slope_inv in {', '.join(map(str, RELU_TABLE))}")
+        return LinearBlock(out, slope, node.span)
+
+    def train(self, node: TNode | None, span: Span, classes: int) -> Train:
+        keys = {k: "" for k in ("batch_size", "lr_inv", "amp_model", "fwd_decay_inv", "subnet_decay_inv", "seed",
+                                "epochs", "plateau", "early_stopping", "augment")}
+        t = self.mapping(node, "train", keys) if node is not None else {}
+        here = node.span if node is not None else span
+        big = 1 << 31
+        plateau_node = t.get("plateau")
+        p = self.mapping(plateau_node, "train.plateau", {k: "" for k in ("factor", "patience", "from_epoch",
+                                                                          "min_delta_pct")}) \
+            if plateau_node is not None else {}
+        early_node = t.get("early_stopping")
+        e = self.mapping(early_node, "train.early_stopping", {k: "" for k in ("patience", "from_epoch",
+                                                                              "min_delta_pct")}) \
+            if early_node is not None else {}
+        aug_node = t.get("augment")
+        a = self.mapping(aug_node, "train.augment", {"crop_pad": "", "flip": ""}) if aug_node is not None else {}
+        return Train(
+            batch_size=self.integer(t.get("batch_size"), "train.batch_size", 64, 1, 1 << 16, here),
+            lr_inv=self.integer(t.get("lr_inv"), "train.lr_inv", 512, 1, big - 1, here),
+            amp_model=self.integer(t.get("amp_model"), "train.amp_model", 64 * classes, 1, big - 1, here),
+            fwd_decay_inv=self.integer(t.get("fwd_decay_inv"), "train.fwd_decay_inv", 0, 0, big - 1, here,
+                                       "0 disables weight decay"),
+            subnet_decay_inv=self.integer(t.get("subnet_decay_inv"), "train.subnet_decay_inv", 0, 0, big - 1,
+                                          here, "0 disables weight decay"),
+            seed=self.integer(t.get("seed"), "train.seed", 42, 0, (1 << 64) - 1, here),
+            epochs=self.integer(t.get("epochs"), "train.epochs", 150, 1, 1 << 20, here),
+            plateau=Plateau(
+                factor=self.integer(p.get("factor"), "train.plateau.factor", 3, 1, 1 << 16, here),
+                patience=self.integer(p.get("patience"), "train.plateau.patience", 15, 1, 1 << 20, here),
+                from_epoch=self.integer(p.get("from_epoch"), "train.plateau.from_epoch", 10, 1, 1 << 20, here),
+                min_delta_pct=self.integer(p.get("min_delta_pct"), "train.plateau.min_delta_pct", 1, 0, 100,
+                                           here)),
+            early_stopping=EarlyStopping(
+                patience=self.integer(e.get("patience"), "train.early_stopping.patience", 35, 1, 1 << 20, here),
+                from_epoch=self.integer(e.get("from_epoch"), "train.early_stopping.from_epoch", 30, 1, 1 << 20,
+                                        here),
+                min_delta_pct=self.integer(e.get("min_delta_pct"), "train.early_stopping.min_delta_pct", 1, 0,
+                                           100, here)),
+            augment=Augment(
+                crop_pad=self.integer(a.get("crop_pad"), "train.augment.crop_pad", 0, 0, 1 << 10, here),
+                flip=self.boolean(a.get("flip"), "train.augment.flip", False)),
+        )
+
+    def init(self, node: TNode | None) -> Init:
+        if node is None:
+            return Init()
+        i = self.mapping(node, "init", {"scheme": ""})
+        return Init(self.choice(i.get("scheme"), "init.scheme", "kaiming_uniform", ("kaiming_uniform",), node.span))
+
+
+LAYER_BUILDERS: dict[str, Callable[[_Builder, TMap, str], Layer]] = {"linear": _Builder.linear}
+
+
+def _describe(node: TNode) -> str:
+    if isinstance(node, TMap):
+        return "a mapping"
+    if isinstance(node, TSeq):
+        return "a list"
+    if node.value is None:
+        return "nothing"
+    if isinstance(node.value, bool):
+        return f"'{str(node.value).lower()}'"
+    return f"'{node.value}'" if isinstance(node.value, str) else str(node.value)
+
+
+def _check_model(model: Model, sink: DiagnosticSink) -> None:
+    """Cross-key checks that need the whole model."""
+    c, h, w = model.input_shape
+    if model.input_len > MAX_FAN_IN:
+        sink.error("E212", f"input {c}x{h}x{w} has {model.input_len} values, more than {MAX_FAN_IN}",
+                   model.span("input"), hint="NITRO-Scaling needs 256 x fan_in to fit in 32 bits")
+    for i, layer in enumerate(model.layers):
+        if layer.out_features > MAX_FAN_IN:
+            sink.error("E212", f"layer {i} has {layer.out_features} outputs, more than {MAX_FAN_IN}",
+                       layer.span, hint="NITRO-Scaling needs 256 x fan_in to fit in 32 bits")
+    if not model.layers:
+        sink.error("E213", "the network has no local-loss block", model.span("layers"),
+                   hint="add at least one block, e.g. layers: [{kind: linear, out_features: 100}]")
+    pad = model.train.augment.crop_pad
+    if pad > min(h, w):
+        sink.error("E210", f"crop padding {pad} is larger than the {h}x{w} input",
+                   model.span("train.augment.crop_pad"), hint="crop_pad must be at most min(height, width)")
+
+
+def lint(model: Model) -> tuple[Diagnostic, ...]:
+    """Warnings: legal specs that probably do not do what their author meant."""
+    out = []
+    wmax = (1 << (model.weight_bits - 1)) - 1
+    for key in ("fwd_decay_inv", "subnet_decay_inv"):
+        decay = getattr(model.train, key)
+        if model.semantics is Semantics.NITROGEN and decay > wmax:
+            out.append(Diagnostic("W201", f"train.{key} = {decay} can never act on {model.weight_bits}-bit weights",
+                                  model.span(f"train.{key}"),
+                                  (f"decay changes a weight only when |W| >= decay_inv, but |W| <= {wmax}",),
+                                  f"use a decay_inv <= {wmax}, 0 to disable decay, or more weight_bits", "warning"))
+    return tuple(out)
+
+
+def build_model(root: TNode, source: str) -> Model:
+    """Tree -> Model, or NitrogenError listing every problem found."""
+    sink = DiagnosticSink()
+    model = _Builder(source, sink).model(root)
+    sink.raise_if_any()
+    _check_model(model, sink)
+    sink.raise_if_any()
+    return model
