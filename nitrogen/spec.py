@@ -313,7 +313,7 @@ class _Builder:
             return None
         if kind not in LAYER_KINDS:
             self.sink.error("E207", f"unknown layer kind '{kind}'", kind_node.span,
-                            hint=did_you_mean(kind, LAYER_KINDS + PLANNED_KINDS))
+                            hint=did_you_mean(kind, LAYER_KINDS))
             return None
         return LAYER_BUILDERS[kind](self, node, path)
 

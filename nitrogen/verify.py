@@ -14,6 +14,7 @@ dump after the last step), then the evaluation logits (int8) and API contract re
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from .pipeline import compile_model
 from .spec import Model
 
 DUMP_LIMIT = 256 << 20
+_BUILT: dict[str, str] = {}  # source hash -> harness executable, so seeds and patterns reuse one build
 PATTERNS = ("random", "min", "max", "zero", "mixed")
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fsanitize=undefined", "-fno-sanitize-recover=all")
 
@@ -154,11 +156,17 @@ def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = Non
         (work / name).write_text(text)
     (work / "harness.c").write_text(emit_harness(compiled.program))
     exe = work / "harness"
-    build = [cc or find_cc(), *cflags, "-o", str(exe), str(work / "harness.c"), str(work / f"{model.name}.c")]
-    proc = subprocess.run(build, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise NitrogenError([Diagnostic("E902", f"the generated C did not compile:\n{proc.stderr.strip()}",
-                                        hint=f"command: {' '.join(build)}")])
+    compiler = cc or find_cc()
+    key = hashlib.sha256(repr((compiler, cflags, sorted(compiled.files.items()))).encode()).hexdigest()
+    if key in _BUILT and Path(_BUILT[key]).exists():
+        shutil.copy2(_BUILT[key], exe)
+    else:
+        build = [compiler, *cflags, "-o", str(exe), str(work / "harness.c"), str(work / f"{model.name}.c")]
+        proc = subprocess.run(build, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise NitrogenError([Diagnostic("E902", f"the generated C did not compile:\n{proc.stderr.strip()}",
+                                            hint=f"command: {' '.join(build)}")])
+        _BUILT[key] = str(exe)
 
     bs = model.train.batch_size
     xs, ys = make_batches(model, steps, seed + 1, pattern)

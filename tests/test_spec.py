@@ -107,3 +107,14 @@ def test_yaml_alias_bomb_is_refused() -> None:
 def test_every_spec_in_specs_loads() -> None:
     for path in sorted(SPECS.iterdir()):
         nitrogen.load_spec(path)
+
+
+def test_grammar_has_no_conflicts() -> None:
+    """Lark's strict mode turns shift/reduce conflicts and terminal collisions into errors."""
+    from pathlib import Path
+
+    from lark import Lark
+
+    import nitrogen.dsl
+
+    Lark.open("grammar.lark", rel_to=nitrogen.dsl.__file__, parser="lalr", strict=True)

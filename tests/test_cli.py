@@ -1,0 +1,107 @@
+"""The command line as a user meets it: exit codes, output, diagnostics without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nitrogen.cli import main
+
+from conftest import SPECS
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nitrogen", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_check_prints_the_bounds_table() -> None:
+    proc = run("check", str(SPECS / "mlp1_mnist.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1].split()[:4] == ["tensor", "interval", "bits", "C"]
+    row = next(line for line in lines if line.startswith("b0_acc "))
+    assert row.split()[1:5] == ["[-3288233984,", "3288233984]", "33", "int64_t"]
+    assert any(line.startswith("b0_w.lr_amp") for line in lines)
+
+
+def test_semantics_override() -> None:
+    proc = run("check", str(SPECS / "mlp1_mnist.yaml"), "--semantics", "reference")
+    assert proc.returncode == 0
+    assert "reference semantics" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("b0_acc "))
+    assert "int32_t" in row and "wrap" in row
+
+
+def test_compile_writes_header_and_source(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run("compile", str(SPECS / "tiny_mlp.yaml"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["tiny_mlp.c", "tiny_mlp.h"]
+
+
+def test_bad_spec_gives_one_line_diagnostic_and_exit_1(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: bad\ninput: [1, 4, 4]\nnum_classes: 3\nlayers:\n  - {kind: linaer, out_features: 3}\n")
+    out = tmp_path / "out"
+    proc = run("compile", str(spec), "-o", str(out))
+    assert proc.returncode == 1
+    first = proc.stderr.splitlines()[0]
+    assert first == f"{spec}:5:12: error[E207]: unknown layer kind 'linaer'"
+    assert "    5 |   - {kind: linaer, out_features: 3}" in proc.stderr
+    assert "did you mean 'linear'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()  # nothing written on error
+
+
+def test_out_of_bounds_spec_diagnostic(tmp_path: Path) -> None:
+    spec = tmp_path / "huge.yaml"
+    spec.write_text("name: huge\ninput: [1, 1, 8]\nnum_classes: 255\ntarget_value: 127\nweight_bits: 32\n"
+                    "layers:\n  - {kind: linear, out_features: 1000000}\ntrain: {batch_size: 65536}\n")
+    proc = run("check", str(spec))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"{spec}:7:5: error[E301]: ")
+    assert "note: worst case of" in proc.stderr and "hint:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe not utf8", b"name: [unclosed\n", b"- just\n- a list\n"])
+def test_garbage_never_gives_a_traceback(tmp_path: Path, content: bytes) -> None:
+    spec = tmp_path / "g.yaml"
+    spec.write_bytes(content)
+    proc = run("check", str(spec))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"{spec}:") and "error[E" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_file() -> None:
+    proc = run("check", "no/such/spec.yaml")
+    assert proc.returncode == 1 and "no such spec file" in proc.stderr
+
+
+def test_verify_success_and_mismatch_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(SPECS / "tiny_mlp.yaml"), "--steps", "3"]) == 0
+    assert capsys.readouterr().out.strip() == "bit-exact over 3 steps"
+    from nitrogen import reference
+
+    original = reference.Model.train_step
+
+    def off_by_one(self: reference.Model, x, labels):  # type: ignore[no-untyped-def]
+        stats = original(self, x, labels)
+        params = self.params
+        params["blocks.0.forward.weight"][0, 0] += 1
+        self.set_params(params)
+        return stats
+
+    monkeypatch.setattr(reference.Model, "train_step", off_by_one)
+    assert main(["verify", str(SPECS / "tiny_mlp.yaml"), "--steps", "3", "--seed", "2", "--batch", "3"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("mismatch: step 1, blocks.0.forward.weight[0][0]: c=")
+
+
+def test_python_dash_m_and_version() -> None:
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("nitrogen ")
