@@ -12,7 +12,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import __version__, load_spec
 from .errors import Diagnostic, InternalError, NitrogenError
@@ -105,13 +105,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from . import verify
 
     model = _load(args)
-    outcome = verify.run(model, steps=args.steps, seed=args.seed, batch=args.batch, pattern=args.inputs)
+
+    def show(text: str) -> None:  # progress on a terminal only: logs and pipes get the result line alone
+        print(f"\r\033[K{model.name}: {text}", end="", file=sys.stderr, flush=True)
+
+    progress = show if sys.stderr.isatty() else None
+    outcome = verify.run(model, steps=args.steps, seed=args.seed, batch=args.batch, pattern=args.inputs,
+                         progress=progress)
+    if progress:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
     if outcome.ok:
         print(f"bit-exact over {outcome.steps} steps")
         return 0
     print(f"mismatch: {outcome.mismatch}", file=sys.stderr)
     print(f"build and inputs kept in {outcome.workdir}", file=sys.stderr)
     return EXIT_MISMATCH
+
+
+def _int_at_least(low: int, high: int = 1 << 62) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {value}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,9 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compile)
     p = add("verify", "compile, train in C and in the NumPy reference, compare bit for bit")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=None, help="override the spec's batch size")
+    p.add_argument("--steps", type=_int_at_least(1, 1 << 20), default=20)
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--batch", type=_int_at_least(1, 1 << 16), default=None, help="override the spec's batch size")
     p.add_argument("--inputs", choices=("random", "min", "max", "zero", "mixed"), default="random",
                    help="input pattern (default: pseudo-random int8)")
     p.set_defaults(func=cmd_verify)

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -145,7 +146,8 @@ def _compare_params(step: int, model: reference.Model, flat: np.ndarray) -> Mism
 
 def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = None, pattern: str = "random",
         lr_schedule: dict[int, int] | None = None, n_eval: int | None = None, workdir: str | None = None,
-        cc: str | None = None, cflags: tuple[str, ...] = CFLAGS) -> Outcome:
+        cc: str | None = None, cflags: tuple[str, ...] = CFLAGS,
+        progress: Callable[[str], None] | None = None) -> Outcome:
     """Train `steps` steps in C and in the reference; return the first mismatch, if any."""
     if batch is not None:
         model = replace(model, train=replace(model.train, batch_size=batch))
@@ -181,6 +183,8 @@ def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = Non
         stdin += np.array([schedule.get(s, 0)], dtype=np.int64).tobytes() + xs[s].tobytes() + ys[s].tobytes()
     stdin += ex[0].tobytes() + ey[0].tobytes()
     (work / "stdin.bin").write_bytes(bytes(stdin))
+    if progress:
+        progress(f"running {steps} steps in C")
     run_proc = subprocess.run([str(exe)], input=bytes(stdin), capture_output=True)
     if run_proc.returncode != 0:
         raise NitrogenError([Diagnostic("E903", f"the harness failed with exit code {run_proc.returncode}:\n"
@@ -200,6 +204,8 @@ def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = Non
     if (m := _first_diff(0, "rng_state", np.array([out.i64()]), np.array([_signed64(ref.rng_state[0])]))):
         return fail(m)
     for s in range(steps):
+        if progress:
+            progress(f"step {s + 1}/{steps}")
         if s in schedule:
             ref.lr_inv = schedule[s]
         stats = ref.train_step(xs[s], ys[s])
