@@ -41,6 +41,7 @@ class Bound:
 class BoundsReport:
     bounds: tuple[Bound, ...]
     product_types: tuple[tuple[str, IntType], ...]   # accumulator name -> type of one product term
+    chunks: tuple[tuple[str, int], ...] = ()          # int64 accumulator -> terms per exact int32 partial sum
 
     def __getitem__(self, name: str) -> Bound:
         for b in self.bounds:
@@ -55,6 +56,10 @@ class BoundsReport:
 
     def product_type(self, acc: str) -> IntType:
         return dict(self.product_types)[acc]
+
+    def chunk(self, acc: str) -> int:
+        """Terms per int32 partial sum of an int64 accumulator (semantics 10.2), or 0 for no chunking."""
+        return dict(self.chunks).get(acc, 0)
 
 
 def bits_needed(lo: int, hi: int) -> int:
@@ -86,6 +91,7 @@ class _Analysis:
         self.exact: dict[str, Interval] = {}
         self.bounds: dict[str, Bound] = {}
         self.products: dict[str, IntType] = {}
+        self.chunks: dict[str, int] = {}
         self.sink = DiagnosticSink()
         self.wmax = (1 << (program.weight_bits - 1)) - 1
         self.lr_inv_max = program.constant("LR_INV_MAX")
@@ -147,6 +153,9 @@ def bound_linear_scale(an: _Analysis, op: Op) -> None:
     lo, hi = an.product(acc, an.interval(x), an.interval(w), op)
     n_in, sf = int(op.attr("n_in")), int(op.attr("sf"))
     an.define(acc, n_in * lo, n_in * hi, op)
+    if an.bounds[acc].ctype == I64 and an.products[acc] == I32:
+        # Exact chunking (semantics 10.2): K terms sum in int32 when K * max|term| <= 2^31 - 1.
+        an.chunks[acc] = min(n_in, I32.max // max(-lo, hi, 1))
     alo, ahi = an.interval(acc)
     an.define(op.outs[0], max(-127, min(127, tdiv(alo, sf))), max(-127, min(127, tdiv(ahi, sf))), op)
 
@@ -230,7 +239,8 @@ def check_bounds(program: Program) -> BoundsReport:
     if missing:
         raise InternalError(f"bounds: no interval for {missing}")
     order = [t.name for t in program.tensors]
-    return BoundsReport(tuple(an.bounds[n] for n in order), tuple(sorted(an.products.items())))
+    return BoundsReport(tuple(an.bounds[n] for n in order), tuple(sorted(an.products.items())),
+                        tuple(sorted(an.chunks.items())))
 
 
 def lr_amp_rows(program: Program) -> list[tuple[str, int, int]]:

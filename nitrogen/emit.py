@@ -105,7 +105,7 @@ class _Views:
         (y,) = op.outs
         return self.base(op) | {
             "x": self.ref(x), "x_t": self.ctype(x), "w": self.ref(w), "w_t": self.ctype(w), "y": self.ref(y),
-            "acc_t": self.ctype(acc), "prod_t": self.r.product_type(acc).ctype,
+            "acc_t": self.ctype(acc), "prod_t": self.r.product_type(acc).ctype, "chunk": self.r.chunk(acc),
             "acc_bits": self.r[acc].ctype.bits, "ranges": f"x {self.rng(x)}, w {self.rng(w)}: acc {self.exact(acc)}"}
 
     def nitro_relu(self, op: Op) -> dict[str, Any]:
@@ -122,7 +122,8 @@ class _Views:
     def linear_dx(self, op: Op) -> dict[str, Any]:
         delta, w = op.ins
         (dx,) = op.outs
-        return self.base(op) | {"delta": self.ref(delta), "w": self.ref(w), "w_t": self.ctype(w), "dx": self.ref(dx),
+        return self.base(op) | {"delta": self.ref(delta), "delta_t": self.ctype(delta), "w": self.ref(w),
+                                "w_t": self.ctype(w), "dx": self.ref(dx),
                                 "dx_t": self.ctype(dx), "prod_t": self.r.product_type(dx).ctype,
                                 "range": self.exact(dx)}
 
@@ -137,7 +138,8 @@ class _Views:
         delta, x, w = op.ins
         grad, g, wnew, row = op.temps
         return self.base(op) | {
-            "delta": self.ref(delta), "x": self.ref(x), "x_t": self.ctype(x), "w": self.ref(w), "w_t": self.ctype(w),
+            "delta": self.ref(delta), "delta_t": self.ctype(delta), "x": self.ref(x), "x_t": self.ctype(x),
+            "w": self.ref(w), "w_t": self.ctype(w),
             "row": self.ref(row), "row_t": self.ctype(row), "prod_t": self.r.product_type(grad).ctype,
             "grad_t": self.ctype(grad), "g_t": self.ctype(g), "wnew_t": self.ctype(wnew),
             "wmax": (1 << (self.p.weight_bits - 1)) - 1, "grad_range": self.exact(grad),

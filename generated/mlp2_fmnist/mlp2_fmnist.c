@@ -131,24 +131,32 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     /* block 0 forward linear 784->200
      * x [-128, 127], w [-32767, 32767]: acc [-3288233984, 3288233984] (33 bits), int64_t; y = clip(tdiv(acc, 200704), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &x[n * 784u];
+        const int8_t *restrict xr = &x[n * 784u];
         for (uint32_t o = 0; o < 200u; o++) {
-            const int16_t *wr = &ctx->b0_w[o * 784u];
+            const int16_t *restrict wr = &ctx->b0_w[o * 784u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 784u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 512 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 784u; i0 += 512u) {
+                const uint32_t i1 = 784u - i0 < 512u ? 784u : i0 + 512u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b0.b0_z[n * 200u + o] = ng_scale64(acc, 200704);
         }
     }
     /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 200u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s4[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 200u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 0 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-596359400, 596359400] (31 bits), int32_t; y = clip(tdiv(acc, 51200), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 200u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 200u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->b0_l_w[o * 200u];
+            const int16_t *restrict wr = &ctx->b0_l_w[o * 200u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 200u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b0.b0_l_logits[n * 10u + o] = ng_scale32(acc, 51200);
@@ -172,14 +180,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     }
     /* block 0 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-52099530, 52099530] (27 bits), int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b0.b0_l_dx[n * 200u];
+        int32_t *restrict dxr = &ctx->scratch.b0.b0_l_dx[n * 200u];
         for (uint32_t i = 0; i < 200u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 10u; o++) {
-            const int32_t d = ctx->scratch.b0.b0_l_delta[n * 10u + o];
-            const int16_t *wr = &ctx->b0_l_w[o * 200u];
+            const int16_t d = ctx->scratch.b0.b0_l_delta[n * 10u + o];
+            const int16_t *restrict wr = &ctx->b0_l_w[o * 200u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 200u; i++) {
-                dxr[i] += (int32_t)(d * (int32_t)wr[i]);
+                dxr[i] += (int32_t)((int32_t)d * (int32_t)wr[i]);
             }
         }
     }
@@ -189,14 +197,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 10u; o++) {
-            int32_t *row = ctx->scratch.b0.b0_l_row;
-            int16_t *wr = &ctx->b0_l_w[o * 200u];
+            int32_t *restrict row = ctx->scratch.b0.b0_l_row;
+            int16_t *restrict wr = &ctx->b0_l_w[o * 200u];
             for (uint32_t i = 0; i < 200u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b0.b0_l_delta[n * 10u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 200u];
+                const int16_t d = ctx->scratch.b0.b0_l_delta[n * 10u + o];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 200u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 200u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 200u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 200u; i++) {
                 const int64_t grad = row[i];
@@ -207,10 +215,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
         }
     }
     /* block 0 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 4) where z < 0, 0 at z = 127; dz in [-52099530, 52099530] (27 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 200u; k++) {
-        const int32_t zk = ctx->scratch.b0.b0_z[k];
-        const int32_t d = ctx->scratch.b0.b0_l_dx[k];
-        ctx->scratch.b0.b0_dz[k] = zk < 0 ? (int32_t)(d / 4) : (zk < 127 ? d : 0);
+    {
+        const int32_t *restrict dh = ctx->scratch.b0.b0_l_dx;
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int32_t *restrict dz = ctx->scratch.b0.b0_dz;
+        for (uint32_t k = 0; k < rows * 200u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 4) : (z[k] < 127 ? d : 0);
+        }
     }
     /* block 0 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-426799349760, 426799349760] (40 bits), int64_t; g = tdiv(G, lr_inv * 640) in [-666873984, 666873984] (31 bits), int32_t
@@ -218,14 +230,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     {
         const int64_t a = ctx->lr_inv * 640;
         for (uint32_t o = 0; o < 200u; o++) {
-            int64_t *row = ctx->scratch.b0.b0_row;
-            int16_t *wr = &ctx->b0_w[o * 784u];
+            int64_t *restrict row = ctx->scratch.b0.b0_row;
+            int16_t *restrict wr = &ctx->b0_w[o * 784u];
             for (uint32_t i = 0; i < 784u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int64_t d = ctx->scratch.b0.b0_dz[n * 200u + o];
-                const int8_t *xr = &x[n * 784u];
+                const int32_t d = ctx->scratch.b0.b0_dz[n * 200u + o];
+                const int8_t *restrict xr = &x[n * 784u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 784u; i++) row[i] += (int64_t)(d * (int64_t)xr[i]);
+                for (uint32_t i = 0; i < 784u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
             for (uint32_t i = 0; i < 784u; i++) {
                 const int64_t grad = row[i];
@@ -238,24 +250,26 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     /* block 1 forward linear 200->100
      * x [-67, 91], w [-32767, 32767]: acc [-596359400, 596359400] (31 bits), int32_t; y = clip(tdiv(acc, 51200), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 200u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 200u];
         for (uint32_t o = 0; o < 100u; o++) {
-            const int16_t *wr = &ctx->b1_w[o * 200u];
+            const int16_t *restrict wr = &ctx->b1_w[o * 200u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 200u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b1.b1_z[n * 100u + o] = ng_scale32(acc, 51200);
         }
     }
     /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 100u; k++) {
-        ctx->act1.b1.b1_h[k] = ng_relu_s4[ctx->scratch.b1.b1_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
+        for (uint32_t k = 0; k < rows * 100u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 1 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-298179700, 298179700] (30 bits), int32_t; y = clip(tdiv(acc, 25600), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 100u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 100u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->b1_l_w[o * 100u];
+            const int16_t *restrict wr = &ctx->b1_l_w[o * 100u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 100u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b1.b1_l_logits[n * 10u + o] = ng_scale32(acc, 25600);
@@ -279,14 +293,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     }
     /* block 1 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-52099530, 52099530] (27 bits), int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b1.b1_l_dx[n * 100u];
+        int32_t *restrict dxr = &ctx->scratch.b1.b1_l_dx[n * 100u];
         for (uint32_t i = 0; i < 100u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 10u; o++) {
-            const int32_t d = ctx->scratch.b1.b1_l_delta[n * 10u + o];
-            const int16_t *wr = &ctx->b1_l_w[o * 100u];
+            const int16_t d = ctx->scratch.b1.b1_l_delta[n * 10u + o];
+            const int16_t *restrict wr = &ctx->b1_l_w[o * 100u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 100u; i++) {
-                dxr[i] += (int32_t)(d * (int32_t)wr[i]);
+                dxr[i] += (int32_t)((int32_t)d * (int32_t)wr[i]);
             }
         }
     }
@@ -296,14 +310,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 10u; o++) {
-            int32_t *row = ctx->scratch.b1.b1_l_row;
-            int16_t *wr = &ctx->b1_l_w[o * 100u];
+            int32_t *restrict row = ctx->scratch.b1.b1_l_row;
+            int16_t *restrict wr = &ctx->b1_l_w[o * 100u];
             for (uint32_t i = 0; i < 100u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b1.b1_l_delta[n * 10u + o];
-                const int8_t *xr = &ctx->act1.b1.b1_h[n * 100u];
+                const int16_t d = ctx->scratch.b1.b1_l_delta[n * 10u + o];
+                const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 100u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 100u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 100u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 100u; i++) {
                 const int64_t grad = row[i];
@@ -314,10 +328,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
         }
     }
     /* block 1 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 4) where z < 0, 0 at z = 127; dz in [-52099530, 52099530] (27 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 100u; k++) {
-        const int32_t zk = ctx->scratch.b1.b1_z[k];
-        const int32_t d = ctx->scratch.b1.b1_l_dx[k];
-        ctx->scratch.b1.b1_dz[k] = zk < 0 ? (int32_t)(d / 4) : (zk < 127 ? d : 0);
+    {
+        const int32_t *restrict dh = ctx->scratch.b1.b1_l_dx;
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int32_t *restrict dz = ctx->scratch.b1.b1_dz;
+        for (uint32_t k = 0; k < rows * 100u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 4) : (z[k] < 127 ? d : 0);
+        }
     }
     /* block 1 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-303427662720, 303427662720] (40 bits), int64_t; g = tdiv(G, lr_inv * 640) in [-474105723, 474105723] (30 bits), int32_t
@@ -325,14 +343,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     {
         const int64_t a = ctx->lr_inv * 640;
         for (uint32_t o = 0; o < 100u; o++) {
-            int64_t *row = ctx->scratch.b1.b1_row;
-            int16_t *wr = &ctx->b1_w[o * 200u];
+            int64_t *restrict row = ctx->scratch.b1.b1_row;
+            int16_t *restrict wr = &ctx->b1_w[o * 200u];
             for (uint32_t i = 0; i < 200u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int64_t d = ctx->scratch.b1.b1_dz[n * 100u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 200u];
+                const int32_t d = ctx->scratch.b1.b1_dz[n * 100u + o];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 200u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 200u; i++) row[i] += (int64_t)(d * (int64_t)xr[i]);
+                for (uint32_t i = 0; i < 200u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
             for (uint32_t i = 0; i < 200u; i++) {
                 const int64_t grad = row[i];
@@ -345,24 +363,26 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     /* block 2 forward linear 100->50
      * x [-67, 91], w [-32767, 32767]: acc [-298179700, 298179700] (30 bits), int32_t; y = clip(tdiv(acc, 25600), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 100u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 100u];
         for (uint32_t o = 0; o < 50u; o++) {
-            const int16_t *wr = &ctx->b2_w[o * 100u];
+            const int16_t *restrict wr = &ctx->b2_w[o * 100u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 100u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b2.b2_z[n * 50u + o] = ng_scale32(acc, 25600);
         }
     }
     /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 50u; k++) {
-        ctx->act0.b2.b2_h[k] = ng_relu_s4[ctx->scratch.b2.b2_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b2.b2_z;
+        int8_t *restrict h = ctx->act0.b2.b2_h;
+        for (uint32_t k = 0; k < rows * 50u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 2 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-149089850, 149089850] (29 bits), int32_t; y = clip(tdiv(acc, 12800), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b2.b2_h[n * 50u];
+        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 50u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->b2_l_w[o * 50u];
+            const int16_t *restrict wr = &ctx->b2_l_w[o * 50u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 50u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b2.b2_l_logits[n * 10u + o] = ng_scale32(acc, 12800);
@@ -386,14 +406,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     }
     /* block 2 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-52099530, 52099530] (27 bits), int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b2.b2_l_dx[n * 50u];
+        int32_t *restrict dxr = &ctx->scratch.b2.b2_l_dx[n * 50u];
         for (uint32_t i = 0; i < 50u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 10u; o++) {
-            const int32_t d = ctx->scratch.b2.b2_l_delta[n * 10u + o];
-            const int16_t *wr = &ctx->b2_l_w[o * 50u];
+            const int16_t d = ctx->scratch.b2.b2_l_delta[n * 10u + o];
+            const int16_t *restrict wr = &ctx->b2_l_w[o * 50u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 50u; i++) {
-                dxr[i] += (int32_t)(d * (int32_t)wr[i]);
+                dxr[i] += (int32_t)((int32_t)d * (int32_t)wr[i]);
             }
         }
     }
@@ -403,14 +423,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 10u; o++) {
-            int32_t *row = ctx->scratch.b2.b2_l_row;
-            int16_t *wr = &ctx->b2_l_w[o * 50u];
+            int32_t *restrict row = ctx->scratch.b2.b2_l_row;
+            int16_t *restrict wr = &ctx->b2_l_w[o * 50u];
             for (uint32_t i = 0; i < 50u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b2.b2_l_delta[n * 10u + o];
-                const int8_t *xr = &ctx->act0.b2.b2_h[n * 50u];
+                const int16_t d = ctx->scratch.b2.b2_l_delta[n * 10u + o];
+                const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 50u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 50u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 50u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 50u; i++) {
                 const int64_t grad = row[i];
@@ -421,10 +441,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
         }
     }
     /* block 2 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 4) where z < 0, 0 at z = 127; dz in [-52099530, 52099530] (27 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 50u; k++) {
-        const int32_t zk = ctx->scratch.b2.b2_z[k];
-        const int32_t d = ctx->scratch.b2.b2_l_dx[k];
-        ctx->scratch.b2.b2_dz[k] = zk < 0 ? (int32_t)(d / 4) : (zk < 127 ? d : 0);
+    {
+        const int32_t *restrict dh = ctx->scratch.b2.b2_l_dx;
+        const int8_t *restrict z = ctx->scratch.b2.b2_z;
+        int32_t *restrict dz = ctx->scratch.b2.b2_dz;
+        for (uint32_t k = 0; k < rows * 50u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 4) : (z[k] < 127 ? d : 0);
+        }
     }
     /* block 2 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-303427662720, 303427662720] (40 bits), int64_t; g = tdiv(G, lr_inv * 640) in [-474105723, 474105723] (30 bits), int32_t
@@ -432,14 +456,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     {
         const int64_t a = ctx->lr_inv * 640;
         for (uint32_t o = 0; o < 50u; o++) {
-            int64_t *row = ctx->scratch.b2.b2_row;
-            int16_t *wr = &ctx->b2_w[o * 100u];
+            int64_t *restrict row = ctx->scratch.b2.b2_row;
+            int16_t *restrict wr = &ctx->b2_w[o * 100u];
             for (uint32_t i = 0; i < 100u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int64_t d = ctx->scratch.b2.b2_dz[n * 50u + o];
-                const int8_t *xr = &ctx->act1.b1.b1_h[n * 100u];
+                const int32_t d = ctx->scratch.b2.b2_dz[n * 50u + o];
+                const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 100u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 100u; i++) row[i] += (int64_t)(d * (int64_t)xr[i]);
+                for (uint32_t i = 0; i < 100u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
             for (uint32_t i = 0; i < 100u; i++) {
                 const int64_t grad = row[i];
@@ -452,9 +476,9 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     /* output linear
      * x [-67, 91], w [-32767, 32767]: acc [-149089850, 149089850] (29 bits), int32_t; y = clip(tdiv(acc, 12800), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b2.b2_h[n * 50u];
+        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 50u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->out_w[o * 50u];
+            const int16_t *restrict wr = &ctx->out_w[o * 50u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 50u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.out.out_logits[n * 10u + o] = ng_scale32(acc, 12800);
@@ -482,14 +506,14 @@ mlp2_fmnist_status_t mlp2_fmnist_train_step(mlp2_fmnist_ctx_t *ctx, const int8_t
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 10u; o++) {
-            int32_t *row = ctx->scratch.out.out_row;
-            int16_t *wr = &ctx->out_w[o * 50u];
+            int32_t *restrict row = ctx->scratch.out.out_row;
+            int16_t *restrict wr = &ctx->out_w[o * 50u];
             for (uint32_t i = 0; i < 50u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.out.out_delta[n * 10u + o];
-                const int8_t *xr = &ctx->act0.b2.b2_h[n * 50u];
+                const int16_t d = ctx->scratch.out.out_delta[n * 10u + o];
+                const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 50u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 50u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 50u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 50u; i++) {
                 const int64_t grad = row[i];
@@ -508,54 +532,66 @@ static void ng_forward(mlp2_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward linear 784->200
      * x [-128, 127], w [-32767, 32767]: acc [-3288233984, 3288233984] (33 bits), int64_t; y = clip(tdiv(acc, 200704), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &x[n * 784u];
+        const int8_t *restrict xr = &x[n * 784u];
         for (uint32_t o = 0; o < 200u; o++) {
-            const int16_t *wr = &ctx->b0_w[o * 784u];
+            const int16_t *restrict wr = &ctx->b0_w[o * 784u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 784u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 512 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 784u; i0 += 512u) {
+                const uint32_t i1 = 784u - i0 < 512u ? 784u : i0 + 512u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b0.b0_z[n * 200u + o] = ng_scale64(acc, 200704);
         }
     }
     /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 200u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s4[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 200u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 1 forward linear 200->100
      * x [-67, 91], w [-32767, 32767]: acc [-596359400, 596359400] (31 bits), int32_t; y = clip(tdiv(acc, 51200), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 200u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 200u];
         for (uint32_t o = 0; o < 100u; o++) {
-            const int16_t *wr = &ctx->b1_w[o * 200u];
+            const int16_t *restrict wr = &ctx->b1_w[o * 200u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 200u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b1.b1_z[n * 100u + o] = ng_scale32(acc, 51200);
         }
     }
     /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 100u; k++) {
-        ctx->act1.b1.b1_h[k] = ng_relu_s4[ctx->scratch.b1.b1_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
+        for (uint32_t k = 0; k < rows * 100u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 2 forward linear 100->50
      * x [-67, 91], w [-32767, 32767]: acc [-298179700, 298179700] (30 bits), int32_t; y = clip(tdiv(acc, 25600), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 100u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 100u];
         for (uint32_t o = 0; o < 50u; o++) {
-            const int16_t *wr = &ctx->b2_w[o * 100u];
+            const int16_t *restrict wr = &ctx->b2_w[o * 100u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 100u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b2.b2_z[n * 50u + o] = ng_scale32(acc, 25600);
         }
     }
     /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 50u; k++) {
-        ctx->act0.b2.b2_h[k] = ng_relu_s4[ctx->scratch.b2.b2_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b2.b2_z;
+        int8_t *restrict h = ctx->act0.b2.b2_h;
+        for (uint32_t k = 0; k < rows * 50u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* output linear
      * x [-67, 91], w [-32767, 32767]: acc [-149089850, 149089850] (29 bits), int32_t; y = clip(tdiv(acc, 12800), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b2.b2_h[n * 50u];
+        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 50u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->out_w[o * 50u];
+            const int16_t *restrict wr = &ctx->out_w[o * 50u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 50u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.out.out_logits[n * 10u + o] = ng_scale32(acc, 12800);

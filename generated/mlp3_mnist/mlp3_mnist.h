@@ -7,7 +7,7 @@
  * Semantics: nitrogen, 16-bit saturating weights.
  * Do not edit: regenerate with `nitrogen compile <spec> -o <dir>`.
  *
- * C99, integers only: no float, no malloc, no stdio, no libm. All state lives in one
+ * C99, integers only: no floating point, no heap, no stdio, no libm. All state lives in one
  * caller-owned mlp3_mnist_ctx_t of MLP3_MNIST_CTX_BYTES bytes.
  *
  * Example usage:

@@ -178,26 +178,40 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     /* block 0 forward linear 3072->3000
      * x [-128, 127], w [-32767, 32767]: acc [-12884508672, 12884508672] (35 bits), int64_t; y = clip(tdiv(acc, 786432), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->aug.aug.x_aug[n * 3072u];
+        const int8_t *restrict xr = &ctx->aug.aug.x_aug[n * 3072u];
         for (uint32_t o = 0; o < 3000u; o++) {
-            const int16_t *wr = &ctx->b0_w[o * 3072u];
+            const int16_t *restrict wr = &ctx->b0_w[o * 3072u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3072u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 512 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3072u; i0 += 512u) {
+                const uint32_t i1 = 3072u - i0 < 512u ? 3072u : i0 + 512u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b0.b0_z[n * 3000u + o] = ng_scale64(acc, 786432);
         }
     }
     /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 3000u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s4[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 3000u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 0 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-8945391000, 8945391000] (35 bits), int64_t; y = clip(tdiv(acc, 768000), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 3000u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 3000u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->b0_l_w[o * 3000u];
+            const int16_t *restrict wr = &ctx->b0_l_w[o * 3000u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3000u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 720 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3000u; i0 += 720u) {
+                const uint32_t i1 = 3000u - i0 < 720u ? 3000u : i0 + 720u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b0.b0_l_logits[n * 10u + o] = ng_scale64(acc, 768000);
         }
     }
@@ -219,14 +233,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     }
     /* block 0 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-52099530, 52099530] (27 bits), int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b0.b0_l_dx[n * 3000u];
+        int32_t *restrict dxr = &ctx->scratch.b0.b0_l_dx[n * 3000u];
         for (uint32_t i = 0; i < 3000u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 10u; o++) {
-            const int32_t d = ctx->scratch.b0.b0_l_delta[n * 10u + o];
-            const int16_t *wr = &ctx->b0_l_w[o * 3000u];
+            const int16_t d = ctx->scratch.b0.b0_l_delta[n * 10u + o];
+            const int16_t *restrict wr = &ctx->b0_l_w[o * 3000u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 3000u; i++) {
-                dxr[i] += (int32_t)(d * (int32_t)wr[i]);
+                dxr[i] += (int32_t)((int32_t)d * (int32_t)wr[i]);
             }
         }
     }
@@ -236,14 +250,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 10u; o++) {
-            int32_t *row = ctx->scratch.b0.b0_l_row;
-            int16_t *wr = &ctx->b0_l_w[o * 3000u];
+            int32_t *restrict row = ctx->scratch.b0.b0_l_row;
+            int16_t *restrict wr = &ctx->b0_l_w[o * 3000u];
             for (uint32_t i = 0; i < 3000u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b0.b0_l_delta[n * 10u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 3000u];
+                const int16_t d = ctx->scratch.b0.b0_l_delta[n * 10u + o];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 3000u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 3000u; i++) {
                 const int64_t grad = row[i];
@@ -254,10 +268,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
         }
     }
     /* block 0 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 4) where z < 0, 0 at z = 127; dz in [-52099530, 52099530] (27 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 3000u; k++) {
-        const int32_t zk = ctx->scratch.b0.b0_z[k];
-        const int32_t d = ctx->scratch.b0.b0_l_dx[k];
-        ctx->scratch.b0.b0_dz[k] = zk < 0 ? (int32_t)(d / 4) : (zk < 127 ? d : 0);
+    {
+        const int32_t *restrict dh = ctx->scratch.b0.b0_l_dx;
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int32_t *restrict dz = ctx->scratch.b0.b0_dz;
+        for (uint32_t k = 0; k < rows * 3000u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 4) : (z[k] < 127 ? d : 0);
+        }
     }
     /* block 0 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-426799349760, 426799349760] (40 bits), int64_t; g = tdiv(G, lr_inv * 640) in [-666873984, 666873984] (31 bits), int32_t
@@ -265,14 +283,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     {
         const int64_t a = ctx->lr_inv * 640;
         for (uint32_t o = 0; o < 3000u; o++) {
-            int64_t *row = ctx->scratch.b0.b0_row;
-            int16_t *wr = &ctx->b0_w[o * 3072u];
+            int64_t *restrict row = ctx->scratch.b0.b0_row;
+            int16_t *restrict wr = &ctx->b0_w[o * 3072u];
             for (uint32_t i = 0; i < 3072u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int64_t d = ctx->scratch.b0.b0_dz[n * 3000u + o];
-                const int8_t *xr = &ctx->aug.aug.x_aug[n * 3072u];
+                const int32_t d = ctx->scratch.b0.b0_dz[n * 3000u + o];
+                const int8_t *restrict xr = &ctx->aug.aug.x_aug[n * 3072u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 3072u; i++) row[i] += (int64_t)(d * (int64_t)xr[i]);
+                for (uint32_t i = 0; i < 3072u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
             for (uint32_t i = 0; i < 3072u; i++) {
                 const int64_t grad = row[i];
@@ -285,26 +303,40 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     /* block 1 forward linear 3000->3000
      * x [-67, 91], w [-32767, 32767]: acc [-8945391000, 8945391000] (35 bits), int64_t; y = clip(tdiv(acc, 768000), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 3000u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 3000u];
         for (uint32_t o = 0; o < 3000u; o++) {
-            const int16_t *wr = &ctx->b1_w[o * 3000u];
+            const int16_t *restrict wr = &ctx->b1_w[o * 3000u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3000u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 720 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3000u; i0 += 720u) {
+                const uint32_t i1 = 3000u - i0 < 720u ? 3000u : i0 + 720u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b1.b1_z[n * 3000u + o] = ng_scale64(acc, 768000);
         }
     }
     /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 3000u; k++) {
-        ctx->act1.b1.b1_h[k] = ng_relu_s4[ctx->scratch.b1.b1_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
+        for (uint32_t k = 0; k < rows * 3000u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 1 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-8945391000, 8945391000] (35 bits), int64_t; y = clip(tdiv(acc, 768000), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 3000u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 3000u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->b1_l_w[o * 3000u];
+            const int16_t *restrict wr = &ctx->b1_l_w[o * 3000u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3000u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 720 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3000u; i0 += 720u) {
+                const uint32_t i1 = 3000u - i0 < 720u ? 3000u : i0 + 720u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b1.b1_l_logits[n * 10u + o] = ng_scale64(acc, 768000);
         }
     }
@@ -326,14 +358,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     }
     /* block 1 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-52099530, 52099530] (27 bits), int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b1.b1_l_dx[n * 3000u];
+        int32_t *restrict dxr = &ctx->scratch.b1.b1_l_dx[n * 3000u];
         for (uint32_t i = 0; i < 3000u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 10u; o++) {
-            const int32_t d = ctx->scratch.b1.b1_l_delta[n * 10u + o];
-            const int16_t *wr = &ctx->b1_l_w[o * 3000u];
+            const int16_t d = ctx->scratch.b1.b1_l_delta[n * 10u + o];
+            const int16_t *restrict wr = &ctx->b1_l_w[o * 3000u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 3000u; i++) {
-                dxr[i] += (int32_t)(d * (int32_t)wr[i]);
+                dxr[i] += (int32_t)((int32_t)d * (int32_t)wr[i]);
             }
         }
     }
@@ -343,14 +375,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 10u; o++) {
-            int32_t *row = ctx->scratch.b1.b1_l_row;
-            int16_t *wr = &ctx->b1_l_w[o * 3000u];
+            int32_t *restrict row = ctx->scratch.b1.b1_l_row;
+            int16_t *restrict wr = &ctx->b1_l_w[o * 3000u];
             for (uint32_t i = 0; i < 3000u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b1.b1_l_delta[n * 10u + o];
-                const int8_t *xr = &ctx->act1.b1.b1_h[n * 3000u];
+                const int16_t d = ctx->scratch.b1.b1_l_delta[n * 10u + o];
+                const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 3000u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 3000u; i++) {
                 const int64_t grad = row[i];
@@ -361,10 +393,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
         }
     }
     /* block 1 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 4) where z < 0, 0 at z = 127; dz in [-52099530, 52099530] (27 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 3000u; k++) {
-        const int32_t zk = ctx->scratch.b1.b1_z[k];
-        const int32_t d = ctx->scratch.b1.b1_l_dx[k];
-        ctx->scratch.b1.b1_dz[k] = zk < 0 ? (int32_t)(d / 4) : (zk < 127 ? d : 0);
+    {
+        const int32_t *restrict dh = ctx->scratch.b1.b1_l_dx;
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int32_t *restrict dz = ctx->scratch.b1.b1_dz;
+        for (uint32_t k = 0; k < rows * 3000u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 4) : (z[k] < 127 ? d : 0);
+        }
     }
     /* block 1 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-303427662720, 303427662720] (40 bits), int64_t; g = tdiv(G, lr_inv * 640) in [-474105723, 474105723] (30 bits), int32_t
@@ -372,14 +408,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     {
         const int64_t a = ctx->lr_inv * 640;
         for (uint32_t o = 0; o < 3000u; o++) {
-            int64_t *row = ctx->scratch.b1.b1_row;
-            int16_t *wr = &ctx->b1_w[o * 3000u];
+            int64_t *restrict row = ctx->scratch.b1.b1_row;
+            int16_t *restrict wr = &ctx->b1_w[o * 3000u];
             for (uint32_t i = 0; i < 3000u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int64_t d = ctx->scratch.b1.b1_dz[n * 3000u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 3000u];
+                const int32_t d = ctx->scratch.b1.b1_dz[n * 3000u + o];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 3000u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int64_t)(d * (int64_t)xr[i]);
+                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
             for (uint32_t i = 0; i < 3000u; i++) {
                 const int64_t grad = row[i];
@@ -392,26 +428,40 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     /* block 2 forward linear 3000->3000
      * x [-67, 91], w [-32767, 32767]: acc [-8945391000, 8945391000] (35 bits), int64_t; y = clip(tdiv(acc, 768000), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 3000u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 3000u];
         for (uint32_t o = 0; o < 3000u; o++) {
-            const int16_t *wr = &ctx->b2_w[o * 3000u];
+            const int16_t *restrict wr = &ctx->b2_w[o * 3000u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3000u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 720 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3000u; i0 += 720u) {
+                const uint32_t i1 = 3000u - i0 < 720u ? 3000u : i0 + 720u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b2.b2_z[n * 3000u + o] = ng_scale64(acc, 768000);
         }
     }
     /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 3000u; k++) {
-        ctx->act0.b2.b2_h[k] = ng_relu_s4[ctx->scratch.b2.b2_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b2.b2_z;
+        int8_t *restrict h = ctx->act0.b2.b2_h;
+        for (uint32_t k = 0; k < rows * 3000u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 2 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-8945391000, 8945391000] (35 bits), int64_t; y = clip(tdiv(acc, 768000), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b2.b2_h[n * 3000u];
+        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 3000u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->b2_l_w[o * 3000u];
+            const int16_t *restrict wr = &ctx->b2_l_w[o * 3000u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3000u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 720 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3000u; i0 += 720u) {
+                const uint32_t i1 = 3000u - i0 < 720u ? 3000u : i0 + 720u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b2.b2_l_logits[n * 10u + o] = ng_scale64(acc, 768000);
         }
     }
@@ -433,14 +483,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     }
     /* block 2 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-52099530, 52099530] (27 bits), int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b2.b2_l_dx[n * 3000u];
+        int32_t *restrict dxr = &ctx->scratch.b2.b2_l_dx[n * 3000u];
         for (uint32_t i = 0; i < 3000u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 10u; o++) {
-            const int32_t d = ctx->scratch.b2.b2_l_delta[n * 10u + o];
-            const int16_t *wr = &ctx->b2_l_w[o * 3000u];
+            const int16_t d = ctx->scratch.b2.b2_l_delta[n * 10u + o];
+            const int16_t *restrict wr = &ctx->b2_l_w[o * 3000u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 3000u; i++) {
-                dxr[i] += (int32_t)(d * (int32_t)wr[i]);
+                dxr[i] += (int32_t)((int32_t)d * (int32_t)wr[i]);
             }
         }
     }
@@ -450,14 +500,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 10u; o++) {
-            int32_t *row = ctx->scratch.b2.b2_l_row;
-            int16_t *wr = &ctx->b2_l_w[o * 3000u];
+            int32_t *restrict row = ctx->scratch.b2.b2_l_row;
+            int16_t *restrict wr = &ctx->b2_l_w[o * 3000u];
             for (uint32_t i = 0; i < 3000u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b2.b2_l_delta[n * 10u + o];
-                const int8_t *xr = &ctx->act0.b2.b2_h[n * 3000u];
+                const int16_t d = ctx->scratch.b2.b2_l_delta[n * 10u + o];
+                const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 3000u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 3000u; i++) {
                 const int64_t grad = row[i];
@@ -468,10 +518,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
         }
     }
     /* block 2 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 4) where z < 0, 0 at z = 127; dz in [-52099530, 52099530] (27 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 3000u; k++) {
-        const int32_t zk = ctx->scratch.b2.b2_z[k];
-        const int32_t d = ctx->scratch.b2.b2_l_dx[k];
-        ctx->scratch.b2.b2_dz[k] = zk < 0 ? (int32_t)(d / 4) : (zk < 127 ? d : 0);
+    {
+        const int32_t *restrict dh = ctx->scratch.b2.b2_l_dx;
+        const int8_t *restrict z = ctx->scratch.b2.b2_z;
+        int32_t *restrict dz = ctx->scratch.b2.b2_dz;
+        for (uint32_t k = 0; k < rows * 3000u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 4) : (z[k] < 127 ? d : 0);
+        }
     }
     /* block 2 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-303427662720, 303427662720] (40 bits), int64_t; g = tdiv(G, lr_inv * 640) in [-474105723, 474105723] (30 bits), int32_t
@@ -479,14 +533,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     {
         const int64_t a = ctx->lr_inv * 640;
         for (uint32_t o = 0; o < 3000u; o++) {
-            int64_t *row = ctx->scratch.b2.b2_row;
-            int16_t *wr = &ctx->b2_w[o * 3000u];
+            int64_t *restrict row = ctx->scratch.b2.b2_row;
+            int16_t *restrict wr = &ctx->b2_w[o * 3000u];
             for (uint32_t i = 0; i < 3000u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int64_t d = ctx->scratch.b2.b2_dz[n * 3000u + o];
-                const int8_t *xr = &ctx->act1.b1.b1_h[n * 3000u];
+                const int32_t d = ctx->scratch.b2.b2_dz[n * 3000u + o];
+                const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 3000u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int64_t)(d * (int64_t)xr[i]);
+                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
             for (uint32_t i = 0; i < 3000u; i++) {
                 const int64_t grad = row[i];
@@ -499,11 +553,17 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     /* output linear
      * x [-67, 91], w [-32767, 32767]: acc [-8945391000, 8945391000] (35 bits), int64_t; y = clip(tdiv(acc, 768000), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b2.b2_h[n * 3000u];
+        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 3000u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->out_w[o * 3000u];
+            const int16_t *restrict wr = &ctx->out_w[o * 3000u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3000u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 720 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3000u; i0 += 720u) {
+                const uint32_t i1 = 3000u - i0 < 720u ? 3000u : i0 + 720u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.out.out_logits[n * 10u + o] = ng_scale64(acc, 768000);
         }
     }
@@ -529,14 +589,14 @@ mlp4_cifar10_status_t mlp4_cifar10_train_step(mlp4_cifar10_ctx_t *ctx, const int
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 10u; o++) {
-            int32_t *row = ctx->scratch.out.out_row;
-            int16_t *wr = &ctx->out_w[o * 3000u];
+            int32_t *restrict row = ctx->scratch.out.out_row;
+            int16_t *restrict wr = &ctx->out_w[o * 3000u];
             for (uint32_t i = 0; i < 3000u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.out.out_delta[n * 10u + o];
-                const int8_t *xr = &ctx->act0.b2.b2_h[n * 3000u];
+                const int16_t d = ctx->scratch.out.out_delta[n * 10u + o];
+                const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 3000u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 3000u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 3000u; i++) {
                 const int64_t grad = row[i];
@@ -555,56 +615,86 @@ static void ng_forward(mlp4_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 0 forward linear 3072->3000
      * x [-128, 127], w [-32767, 32767]: acc [-12884508672, 12884508672] (35 bits), int64_t; y = clip(tdiv(acc, 786432), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &x[n * 3072u];
+        const int8_t *restrict xr = &x[n * 3072u];
         for (uint32_t o = 0; o < 3000u; o++) {
-            const int16_t *wr = &ctx->b0_w[o * 3072u];
+            const int16_t *restrict wr = &ctx->b0_w[o * 3072u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3072u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 512 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3072u; i0 += 512u) {
+                const uint32_t i1 = 3072u - i0 < 512u ? 3072u : i0 + 512u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b0.b0_z[n * 3000u + o] = ng_scale64(acc, 786432);
         }
     }
     /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 3000u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s4[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 3000u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 1 forward linear 3000->3000
      * x [-67, 91], w [-32767, 32767]: acc [-8945391000, 8945391000] (35 bits), int64_t; y = clip(tdiv(acc, 768000), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 3000u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 3000u];
         for (uint32_t o = 0; o < 3000u; o++) {
-            const int16_t *wr = &ctx->b1_w[o * 3000u];
+            const int16_t *restrict wr = &ctx->b1_w[o * 3000u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3000u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 720 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3000u; i0 += 720u) {
+                const uint32_t i1 = 3000u - i0 < 720u ? 3000u : i0 + 720u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b1.b1_z[n * 3000u + o] = ng_scale64(acc, 768000);
         }
     }
     /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 3000u; k++) {
-        ctx->act1.b1.b1_h[k] = ng_relu_s4[ctx->scratch.b1.b1_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
+        for (uint32_t k = 0; k < rows * 3000u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 2 forward linear 3000->3000
      * x [-67, 91], w [-32767, 32767]: acc [-8945391000, 8945391000] (35 bits), int64_t; y = clip(tdiv(acc, 768000), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 3000u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 3000u];
         for (uint32_t o = 0; o < 3000u; o++) {
-            const int16_t *wr = &ctx->b2_w[o * 3000u];
+            const int16_t *restrict wr = &ctx->b2_w[o * 3000u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3000u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 720 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3000u; i0 += 720u) {
+                const uint32_t i1 = 3000u - i0 < 720u ? 3000u : i0 + 720u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.b2.b2_z[n * 3000u + o] = ng_scale64(acc, 768000);
         }
     }
     /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 3000u; k++) {
-        ctx->act0.b2.b2_h[k] = ng_relu_s4[ctx->scratch.b2.b2_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b2.b2_z;
+        int8_t *restrict h = ctx->act0.b2.b2_h;
+        for (uint32_t k = 0; k < rows * 3000u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* output linear
      * x [-67, 91], w [-32767, 32767]: acc [-8945391000, 8945391000] (35 bits), int64_t; y = clip(tdiv(acc, 768000), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b2.b2_h[n * 3000u];
+        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 3000u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int16_t *wr = &ctx->out_w[o * 3000u];
+            const int16_t *restrict wr = &ctx->out_w[o * 3000u];
             int64_t acc = 0;
-            for (uint32_t i = 0; i < 3000u; i++) acc += (int64_t)((int32_t)xr[i] * (int32_t)wr[i]);
+            /* exact: every partial sum of 720 int32 products fits int32, the total needs int64_t */
+            for (uint32_t i0 = 0; i0 < 3000u; i0 += 720u) {
+                const uint32_t i1 = 3000u - i0 < 720u ? 3000u : i0 + 720u;
+                int32_t part = 0;
+                for (uint32_t i = i0; i < i1; i++) part += (int32_t)xr[i] * (int32_t)wr[i];
+                acc += part;
+            }
             ctx->scratch.out.out_logits[n * 10u + o] = ng_scale64(acc, 768000);
         }
     }

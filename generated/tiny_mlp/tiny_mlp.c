@@ -137,24 +137,26 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     /* block 0 forward linear 30->12
      * x [-128, 127], w [-32767, 32767]: acc [-125825280, 125825280] (28 bits), int32_t; y = clip(tdiv(acc, 7680), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &x[n * 30u];
+        const int8_t *restrict xr = &x[n * 30u];
         for (uint32_t o = 0; o < 12u; o++) {
-            const int16_t *wr = &ctx->b0_w[o * 30u];
+            const int16_t *restrict wr = &ctx->b0_w[o * 30u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 30u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b0.b0_z[n * 12u + o] = ng_scale32(acc, 7680);
         }
     }
     /* block 0 NITRO-ReLU 1/3: h = P(z) - 31 by table lookup, h in [-73, 96] */
-    for (uint32_t k = 0; k < rows * 12u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s3[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 12u; k++) h[k] = ng_relu_s3[z[k] + 127];
     }
     /* block 0 learning linear
      * x [-73, 96], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t; y = clip(tdiv(acc, 3072), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 12u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 12u];
         for (uint32_t o = 0; o < 4u; o++) {
-            const int16_t *wr = &ctx->b0_l_w[o * 12u];
+            const int16_t *restrict wr = &ctx->b0_l_w[o * 12u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 12u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b0.b0_l_logits[n * 4u + o] = ng_scale32(acc, 3072);
@@ -178,14 +180,14 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     }
     /* block 0 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-20839812, 20839812] (26 bits), int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b0.b0_l_dx[n * 12u];
+        int32_t *restrict dxr = &ctx->scratch.b0.b0_l_dx[n * 12u];
         for (uint32_t i = 0; i < 12u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 4u; o++) {
-            const int32_t d = ctx->scratch.b0.b0_l_delta[n * 4u + o];
-            const int16_t *wr = &ctx->b0_l_w[o * 12u];
+            const int16_t d = ctx->scratch.b0.b0_l_delta[n * 4u + o];
+            const int16_t *restrict wr = &ctx->b0_l_w[o * 12u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 12u; i++) {
-                dxr[i] += (int32_t)(d * (int32_t)wr[i]);
+                dxr[i] += (int32_t)((int32_t)d * (int32_t)wr[i]);
             }
         }
     }
@@ -195,14 +197,14 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 4u; o++) {
-            int32_t *row = ctx->scratch.b0.b0_l_row;
-            int16_t *wr = &ctx->b0_l_w[o * 12u];
+            int32_t *restrict row = ctx->scratch.b0.b0_l_row;
+            int16_t *restrict wr = &ctx->b0_l_w[o * 12u];
             for (uint32_t i = 0; i < 12u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b0.b0_l_delta[n * 4u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 12u];
+                const int16_t d = ctx->scratch.b0.b0_l_delta[n * 4u + o];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 12u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 12u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 12u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 12u; i++) {
                 const int64_t grad = row[i];
@@ -213,10 +215,14 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
         }
     }
     /* block 0 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 3) where z < 0, 0 at z = 127; dz in [-20839812, 20839812] (26 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 12u; k++) {
-        const int32_t zk = ctx->scratch.b0.b0_z[k];
-        const int32_t d = ctx->scratch.b0.b0_l_dx[k];
-        ctx->scratch.b0.b0_dz[k] = zk < 0 ? (int32_t)(d / 3) : (zk < 127 ? d : 0);
+    {
+        const int32_t *restrict dh = ctx->scratch.b0.b0_l_dx;
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int32_t *restrict dz = ctx->scratch.b0.b0_dz;
+        for (uint32_t k = 0; k < rows * 12u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 3) : (z[k] < 127 ? d : 0);
+        }
     }
     /* block 0 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-21339967488, 21339967488] (36 bits), int64_t; g = tdiv(G, lr_inv * 256) in [-83359248, 83359248] (28 bits), int32_t
@@ -224,14 +230,14 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     {
         const int64_t a = ctx->lr_inv * 256;
         for (uint32_t o = 0; o < 12u; o++) {
-            int64_t *row = ctx->scratch.b0.b0_row;
-            int16_t *wr = &ctx->b0_w[o * 30u];
+            int64_t *restrict row = ctx->scratch.b0.b0_row;
+            int16_t *restrict wr = &ctx->b0_w[o * 30u];
             for (uint32_t i = 0; i < 30u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int64_t d = ctx->scratch.b0.b0_dz[n * 12u + o];
-                const int8_t *xr = &x[n * 30u];
+                const int32_t d = ctx->scratch.b0.b0_dz[n * 12u + o];
+                const int8_t *restrict xr = &x[n * 30u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 30u; i++) row[i] += (int64_t)(d * (int64_t)xr[i]);
+                for (uint32_t i = 0; i < 30u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
             for (uint32_t i = 0; i < 30u; i++) {
                 const int64_t grad = row[i];
@@ -244,24 +250,26 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     /* block 1 forward linear 12->7
      * x [-73, 96], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t; y = clip(tdiv(acc, 3072), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 12u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 12u];
         for (uint32_t o = 0; o < 7u; o++) {
-            const int16_t *wr = &ctx->b1_w[o * 12u];
+            const int16_t *restrict wr = &ctx->b1_w[o * 12u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 12u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b1.b1_z[n * 7u + o] = ng_scale32(acc, 3072);
         }
     }
     /* block 1 NITRO-ReLU 1/20: h = P(z) - 45 by table lookup, h in [-51, 82] */
-    for (uint32_t k = 0; k < rows * 7u; k++) {
-        ctx->act1.b1.b1_h[k] = ng_relu_s20[ctx->scratch.b1.b1_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
+        for (uint32_t k = 0; k < rows * 7u; k++) h[k] = ng_relu_s20[z[k] + 127];
     }
     /* block 1 learning linear
      * x [-51, 82], w [-32767, 32767]: acc [-18808258, 18808258] (26 bits), int32_t; y = clip(tdiv(acc, 1792), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 7u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 7u];
         for (uint32_t o = 0; o < 4u; o++) {
-            const int16_t *wr = &ctx->b1_l_w[o * 7u];
+            const int16_t *restrict wr = &ctx->b1_l_w[o * 7u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 7u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b1.b1_l_logits[n * 4u + o] = ng_scale32(acc, 1792);
@@ -285,14 +293,14 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     }
     /* block 1 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-20839812, 20839812] (26 bits), int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b1.b1_l_dx[n * 7u];
+        int32_t *restrict dxr = &ctx->scratch.b1.b1_l_dx[n * 7u];
         for (uint32_t i = 0; i < 7u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 4u; o++) {
-            const int32_t d = ctx->scratch.b1.b1_l_delta[n * 4u + o];
-            const int16_t *wr = &ctx->b1_l_w[o * 7u];
+            const int16_t d = ctx->scratch.b1.b1_l_delta[n * 4u + o];
+            const int16_t *restrict wr = &ctx->b1_l_w[o * 7u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 7u; i++) {
-                dxr[i] += (int32_t)(d * (int32_t)wr[i]);
+                dxr[i] += (int32_t)((int32_t)d * (int32_t)wr[i]);
             }
         }
     }
@@ -302,14 +310,14 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 4u; o++) {
-            int32_t *row = ctx->scratch.b1.b1_l_row;
-            int16_t *wr = &ctx->b1_l_w[o * 7u];
+            int32_t *restrict row = ctx->scratch.b1.b1_l_row;
+            int16_t *restrict wr = &ctx->b1_l_w[o * 7u];
             for (uint32_t i = 0; i < 7u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b1.b1_l_delta[n * 4u + o];
-                const int8_t *xr = &ctx->act1.b1.b1_h[n * 7u];
+                const int16_t d = ctx->scratch.b1.b1_l_delta[n * 4u + o];
+                const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 7u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 7u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 7u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 7u; i++) {
                 const int64_t grad = row[i];
@@ -320,10 +328,14 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
         }
     }
     /* block 1 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 20) where z < 0, 0 at z = 127; dz in [-20839812, 20839812] (26 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 7u; k++) {
-        const int32_t zk = ctx->scratch.b1.b1_z[k];
-        const int32_t d = ctx->scratch.b1.b1_l_dx[k];
-        ctx->scratch.b1.b1_dz[k] = zk < 0 ? (int32_t)(d / 20) : (zk < 127 ? d : 0);
+    {
+        const int32_t *restrict dh = ctx->scratch.b1.b1_l_dx;
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int32_t *restrict dz = ctx->scratch.b1.b1_dz;
+        for (uint32_t k = 0; k < rows * 7u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 20) : (z[k] < 127 ? d : 0);
+        }
     }
     /* block 1 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-16004975616, 16004975616] (35 bits), int64_t; g = tdiv(G, lr_inv * 256) in [-62519436, 62519436] (27 bits), int32_t
@@ -331,14 +343,14 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     {
         const int64_t a = ctx->lr_inv * 256;
         for (uint32_t o = 0; o < 7u; o++) {
-            int64_t *row = ctx->scratch.b1.b1_row;
-            int16_t *wr = &ctx->b1_w[o * 12u];
+            int64_t *restrict row = ctx->scratch.b1.b1_row;
+            int16_t *restrict wr = &ctx->b1_w[o * 12u];
             for (uint32_t i = 0; i < 12u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t d = ctx->scratch.b1.b1_dz[n * 7u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 12u];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 12u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 12u; i++) row[i] += (int64_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 12u; i++) row[i] += (int64_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 12u; i++) {
                 const int64_t grad = row[i];
@@ -351,9 +363,9 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     /* output linear
      * x [-51, 82], w [-32767, 32767]: acc [-18808258, 18808258] (26 bits), int32_t; y = clip(tdiv(acc, 1792), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 7u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 7u];
         for (uint32_t o = 0; o < 4u; o++) {
-            const int16_t *wr = &ctx->out_w[o * 7u];
+            const int16_t *restrict wr = &ctx->out_w[o * 7u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 7u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.out.out_logits[n * 4u + o] = ng_scale32(acc, 1792);
@@ -381,14 +393,14 @@ tiny_mlp_status_t tiny_mlp_train_step(tiny_mlp_ctx_t *ctx, const int8_t *x, cons
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 4u; o++) {
-            int32_t *row = ctx->scratch.out.out_row;
-            int16_t *wr = &ctx->out_w[o * 7u];
+            int32_t *restrict row = ctx->scratch.out.out_row;
+            int16_t *restrict wr = &ctx->out_w[o * 7u];
             for (uint32_t i = 0; i < 7u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.out.out_delta[n * 4u + o];
-                const int8_t *xr = &ctx->act1.b1.b1_h[n * 7u];
+                const int16_t d = ctx->scratch.out.out_delta[n * 4u + o];
+                const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 7u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 7u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 7u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 7u; i++) {
                 const int64_t grad = row[i];
@@ -407,39 +419,43 @@ static void ng_forward(tiny_mlp_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward linear 30->12
      * x [-128, 127], w [-32767, 32767]: acc [-125825280, 125825280] (28 bits), int32_t; y = clip(tdiv(acc, 7680), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &x[n * 30u];
+        const int8_t *restrict xr = &x[n * 30u];
         for (uint32_t o = 0; o < 12u; o++) {
-            const int16_t *wr = &ctx->b0_w[o * 30u];
+            const int16_t *restrict wr = &ctx->b0_w[o * 30u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 30u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b0.b0_z[n * 12u + o] = ng_scale32(acc, 7680);
         }
     }
     /* block 0 NITRO-ReLU 1/3: h = P(z) - 31 by table lookup, h in [-73, 96] */
-    for (uint32_t k = 0; k < rows * 12u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s3[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 12u; k++) h[k] = ng_relu_s3[z[k] + 127];
     }
     /* block 1 forward linear 12->7
      * x [-73, 96], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t; y = clip(tdiv(acc, 3072), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 12u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 12u];
         for (uint32_t o = 0; o < 7u; o++) {
-            const int16_t *wr = &ctx->b1_w[o * 12u];
+            const int16_t *restrict wr = &ctx->b1_w[o * 12u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 12u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b1.b1_z[n * 7u + o] = ng_scale32(acc, 3072);
         }
     }
     /* block 1 NITRO-ReLU 1/20: h = P(z) - 45 by table lookup, h in [-51, 82] */
-    for (uint32_t k = 0; k < rows * 7u; k++) {
-        ctx->act1.b1.b1_h[k] = ng_relu_s20[ctx->scratch.b1.b1_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
+        for (uint32_t k = 0; k < rows * 7u; k++) h[k] = ng_relu_s20[z[k] + 127];
     }
     /* output linear
      * x [-51, 82], w [-32767, 32767]: acc [-18808258, 18808258] (26 bits), int32_t; y = clip(tdiv(acc, 1792), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 7u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 7u];
         for (uint32_t o = 0; o < 4u; o++) {
-            const int16_t *wr = &ctx->out_w[o * 7u];
+            const int16_t *restrict wr = &ctx->out_w[o * 7u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 7u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.out.out_logits[n * 4u + o] = ng_scale32(acc, 1792);

@@ -182,24 +182,26 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     /* block 0 forward linear 50->9
      * x [-128, 127], w [-2147483648, 2147483647]: acc [-13743895340800, 13743895347200] (45 bits), wrapped to int32_t; y = clip(tdiv(acc, 12800), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->aug.aug.x_aug[n * 50u];
+        const int8_t *restrict xr = &ctx->aug.aug.x_aug[n * 50u];
         for (uint32_t o = 0; o < 9u; o++) {
-            const int32_t *wr = &ctx->b0_w[o * 50u];
+            const int32_t *restrict wr = &ctx->b0_w[o * 50u];
             uint32_t acc = 0u;   /* modulo 2^32 (reference semantics) */
             for (uint32_t i = 0; i < 50u; i++) acc += (uint32_t)xr[i] * (uint32_t)wr[i];
             ctx->scratch.b0.b0_z[n * 9u + o] = ng_scale32(ng_wrap32(acc), 12800);
         }
     }
     /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 9u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s4[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 9u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 0 learning linear
      * x [-67, 91], w [-2147483648, 2147483647]: acc [-1758789107712, 1758789106893] (42 bits), wrapped to int32_t; y = clip(tdiv(acc, 2304), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 9u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 9u];
         for (uint32_t o = 0; o < 3u; o++) {
-            const int32_t *wr = &ctx->b0_l_w[o * 9u];
+            const int32_t *restrict wr = &ctx->b0_l_w[o * 9u];
             uint32_t acc = 0u;   /* modulo 2^32 (reference semantics) */
             for (uint32_t i = 0; i < 9u; i++) acc += (uint32_t)xr[i] * (uint32_t)wr[i];
             ctx->scratch.b0.b0_l_logits[n * 3u + o] = ng_scale32(ng_wrap32(acc), 2304);
@@ -223,11 +225,11 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     }
     /* block 0 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-824633720448, 824633720832] (41 bits), wrapped to int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b0.b0_l_dx[n * 9u];
+        int32_t *restrict dxr = &ctx->scratch.b0.b0_l_dx[n * 9u];
         for (uint32_t i = 0; i < 9u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 3u; o++) {
-            const int64_t d = ctx->scratch.b0.b0_l_delta[n * 3u + o];
-            const int32_t *wr = &ctx->b0_l_w[o * 9u];
+            const int8_t d = ctx->scratch.b0.b0_l_delta[n * 3u + o];
+            const int32_t *restrict wr = &ctx->b0_l_w[o * 9u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 9u; i++) {
                 dxr[i] = ng_wrap32((uint32_t)dxr[i] + (uint32_t)d * (uint32_t)wr[i]);   /* modulo 2^32 */
@@ -240,12 +242,12 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 3u; o++) {
-            uint32_t *row = ctx->scratch.b0.b0_l_row;
-            int32_t *wr = &ctx->b0_l_w[o * 9u];
+            uint32_t *restrict row = ctx->scratch.b0.b0_l_row;
+            int32_t *restrict wr = &ctx->b0_l_w[o * 9u];
             for (uint32_t i = 0; i < 9u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b0.b0_l_delta[n * 3u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 9u];
+                const int8_t d = ctx->scratch.b0.b0_l_delta[n * 3u + o];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 9u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 9u; i++) row[i] += (uint32_t)d * (uint32_t)xr[i];   /* modulo 2^32 */
             }
@@ -258,10 +260,14 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
         }
     }
     /* block 0 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 4) where z < 0, tdiv(dh, 2147483647) at z = 127; dz in [-2147483648, 2147483647] (32 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 9u; k++) {
-        const int32_t zk = ctx->scratch.b0.b0_z[k];
-        const int32_t d = ctx->scratch.b0.b0_l_dx[k];
-        ctx->scratch.b0.b0_dz[k] = zk < 0 ? (int32_t)(d / 4) : (zk < 127 ? d : (int32_t)(d / 2147483647));
+    {
+        const int32_t *restrict dh = ctx->scratch.b0.b0_l_dx;
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int32_t *restrict dz = ctx->scratch.b0.b0_dz;
+        for (uint32_t k = 0; k < rows * 9u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 4) : (z[k] < 127 ? d : (int32_t)(d / 2147483647));
+        }
     }
     /* block 0 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-1374389534080, 1374389534720] (42 bits), wrapped to int32_t; g = tdiv(G, lr_inv * 192) in [-11184810, 11184810] (25 bits), int32_t
@@ -269,12 +275,12 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     {
         const int64_t a = ctx->lr_inv * 192;
         for (uint32_t o = 0; o < 9u; o++) {
-            uint32_t *row = ctx->scratch.b0.b0_row;
-            int32_t *wr = &ctx->b0_w[o * 50u];
+            uint32_t *restrict row = ctx->scratch.b0.b0_row;
+            int32_t *restrict wr = &ctx->b0_w[o * 50u];
             for (uint32_t i = 0; i < 50u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int64_t d = ctx->scratch.b0.b0_dz[n * 9u + o];
-                const int8_t *xr = &ctx->aug.aug.x_aug[n * 50u];
+                const int32_t d = ctx->scratch.b0.b0_dz[n * 9u + o];
+                const int8_t *restrict xr = &ctx->aug.aug.x_aug[n * 50u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 50u; i++) row[i] += (uint32_t)d * (uint32_t)xr[i];   /* modulo 2^32 */
             }
@@ -289,24 +295,26 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     /* block 1 forward linear 9->6
      * x [-67, 91], w [-2147483648, 2147483647]: acc [-1758789107712, 1758789106893] (42 bits), wrapped to int32_t; y = clip(tdiv(acc, 2304), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 9u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 9u];
         for (uint32_t o = 0; o < 6u; o++) {
-            const int32_t *wr = &ctx->b1_w[o * 9u];
+            const int32_t *restrict wr = &ctx->b1_w[o * 9u];
             uint32_t acc = 0u;   /* modulo 2^32 (reference semantics) */
             for (uint32_t i = 0; i < 9u; i++) acc += (uint32_t)xr[i] * (uint32_t)wr[i];
             ctx->scratch.b1.b1_z[n * 6u + o] = ng_scale32(ng_wrap32(acc), 2304);
         }
     }
     /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 6u; k++) {
-        ctx->act1.b1.b1_h[k] = ng_relu_s4[ctx->scratch.b1.b1_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
+        for (uint32_t k = 0; k < rows * 6u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 1 learning linear
      * x [-67, 91], w [-2147483648, 2147483647]: acc [-1172526071808, 1172526071262] (42 bits), wrapped to int32_t; y = clip(tdiv(acc, 1536), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 6u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 6u];
         for (uint32_t o = 0; o < 3u; o++) {
-            const int32_t *wr = &ctx->b1_l_w[o * 6u];
+            const int32_t *restrict wr = &ctx->b1_l_w[o * 6u];
             uint32_t acc = 0u;   /* modulo 2^32 (reference semantics) */
             for (uint32_t i = 0; i < 6u; i++) acc += (uint32_t)xr[i] * (uint32_t)wr[i];
             ctx->scratch.b1.b1_l_logits[n * 3u + o] = ng_scale32(ng_wrap32(acc), 1536);
@@ -330,11 +338,11 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     }
     /* block 1 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-824633720448, 824633720832] (41 bits), wrapped to int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b1.b1_l_dx[n * 6u];
+        int32_t *restrict dxr = &ctx->scratch.b1.b1_l_dx[n * 6u];
         for (uint32_t i = 0; i < 6u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 3u; o++) {
-            const int64_t d = ctx->scratch.b1.b1_l_delta[n * 3u + o];
-            const int32_t *wr = &ctx->b1_l_w[o * 6u];
+            const int8_t d = ctx->scratch.b1.b1_l_delta[n * 3u + o];
+            const int32_t *restrict wr = &ctx->b1_l_w[o * 6u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 6u; i++) {
                 dxr[i] = ng_wrap32((uint32_t)dxr[i] + (uint32_t)d * (uint32_t)wr[i]);   /* modulo 2^32 */
@@ -347,12 +355,12 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 3u; o++) {
-            uint32_t *row = ctx->scratch.b1.b1_l_row;
-            int32_t *wr = &ctx->b1_l_w[o * 6u];
+            uint32_t *restrict row = ctx->scratch.b1.b1_l_row;
+            int32_t *restrict wr = &ctx->b1_l_w[o * 6u];
             for (uint32_t i = 0; i < 6u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b1.b1_l_delta[n * 3u + o];
-                const int8_t *xr = &ctx->act1.b1.b1_h[n * 6u];
+                const int8_t d = ctx->scratch.b1.b1_l_delta[n * 3u + o];
+                const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 6u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 6u; i++) row[i] += (uint32_t)d * (uint32_t)xr[i];   /* modulo 2^32 */
             }
@@ -365,10 +373,14 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
         }
     }
     /* block 1 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 4) where z < 0, tdiv(dh, 2147483647) at z = 127; dz in [-2147483648, 2147483647] (32 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 6u; k++) {
-        const int32_t zk = ctx->scratch.b1.b1_z[k];
-        const int32_t d = ctx->scratch.b1.b1_l_dx[k];
-        ctx->scratch.b1.b1_dz[k] = zk < 0 ? (int32_t)(d / 4) : (zk < 127 ? d : (int32_t)(d / 2147483647));
+    {
+        const int32_t *restrict dh = ctx->scratch.b1.b1_l_dx;
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int32_t *restrict dz = ctx->scratch.b1.b1_dz;
+        for (uint32_t k = 0; k < rows * 6u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 4) : (z[k] < 127 ? d : (int32_t)(d / 2147483647));
+        }
     }
     /* block 1 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-977105059840, 977105059385] (41 bits), wrapped to int32_t; g = tdiv(G, lr_inv * 192) in [-11184810, 11184810] (25 bits), int32_t
@@ -376,12 +388,12 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     {
         const int64_t a = ctx->lr_inv * 192;
         for (uint32_t o = 0; o < 6u; o++) {
-            uint32_t *row = ctx->scratch.b1.b1_row;
-            int32_t *wr = &ctx->b1_w[o * 9u];
+            uint32_t *restrict row = ctx->scratch.b1.b1_row;
+            int32_t *restrict wr = &ctx->b1_w[o * 9u];
             for (uint32_t i = 0; i < 9u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int64_t d = ctx->scratch.b1.b1_dz[n * 6u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 9u];
+                const int32_t d = ctx->scratch.b1.b1_dz[n * 6u + o];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 9u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 9u; i++) row[i] += (uint32_t)d * (uint32_t)xr[i];   /* modulo 2^32 */
             }
@@ -396,9 +408,9 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     /* output linear
      * x [-67, 91], w [-2147483648, 2147483647]: acc [-1172526071808, 1172526071262] (42 bits), wrapped to int32_t; y = clip(tdiv(acc, 1536), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 6u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 6u];
         for (uint32_t o = 0; o < 3u; o++) {
-            const int32_t *wr = &ctx->out_w[o * 6u];
+            const int32_t *restrict wr = &ctx->out_w[o * 6u];
             uint32_t acc = 0u;   /* modulo 2^32 (reference semantics) */
             for (uint32_t i = 0; i < 6u; i++) acc += (uint32_t)xr[i] * (uint32_t)wr[i];
             ctx->scratch.out.out_logits[n * 3u + o] = ng_scale32(ng_wrap32(acc), 1536);
@@ -426,12 +438,12 @@ tiny_reference_status_t tiny_reference_train_step(tiny_reference_ctx_t *ctx, con
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 3u; o++) {
-            uint32_t *row = ctx->scratch.out.out_row;
-            int32_t *wr = &ctx->out_w[o * 6u];
+            uint32_t *restrict row = ctx->scratch.out.out_row;
+            int32_t *restrict wr = &ctx->out_w[o * 6u];
             for (uint32_t i = 0; i < 6u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.out.out_delta[n * 3u + o];
-                const int8_t *xr = &ctx->act1.b1.b1_h[n * 6u];
+                const int8_t d = ctx->scratch.out.out_delta[n * 3u + o];
+                const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 6u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 6u; i++) row[i] += (uint32_t)d * (uint32_t)xr[i];   /* modulo 2^32 */
             }
@@ -452,39 +464,43 @@ static void ng_forward(tiny_reference_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 0 forward linear 50->9
      * x [-128, 127], w [-2147483648, 2147483647]: acc [-13743895340800, 13743895347200] (45 bits), wrapped to int32_t; y = clip(tdiv(acc, 12800), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &x[n * 50u];
+        const int8_t *restrict xr = &x[n * 50u];
         for (uint32_t o = 0; o < 9u; o++) {
-            const int32_t *wr = &ctx->b0_w[o * 50u];
+            const int32_t *restrict wr = &ctx->b0_w[o * 50u];
             uint32_t acc = 0u;   /* modulo 2^32 (reference semantics) */
             for (uint32_t i = 0; i < 50u; i++) acc += (uint32_t)xr[i] * (uint32_t)wr[i];
             ctx->scratch.b0.b0_z[n * 9u + o] = ng_scale32(ng_wrap32(acc), 12800);
         }
     }
     /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 9u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s4[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 9u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 1 forward linear 9->6
      * x [-67, 91], w [-2147483648, 2147483647]: acc [-1758789107712, 1758789106893] (42 bits), wrapped to int32_t; y = clip(tdiv(acc, 2304), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 9u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 9u];
         for (uint32_t o = 0; o < 6u; o++) {
-            const int32_t *wr = &ctx->b1_w[o * 9u];
+            const int32_t *restrict wr = &ctx->b1_w[o * 9u];
             uint32_t acc = 0u;   /* modulo 2^32 (reference semantics) */
             for (uint32_t i = 0; i < 9u; i++) acc += (uint32_t)xr[i] * (uint32_t)wr[i];
             ctx->scratch.b1.b1_z[n * 6u + o] = ng_scale32(ng_wrap32(acc), 2304);
         }
     }
     /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    for (uint32_t k = 0; k < rows * 6u; k++) {
-        ctx->act1.b1.b1_h[k] = ng_relu_s4[ctx->scratch.b1.b1_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b1.b1_z;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
+        for (uint32_t k = 0; k < rows * 6u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* output linear
      * x [-67, 91], w [-2147483648, 2147483647]: acc [-1172526071808, 1172526071262] (42 bits), wrapped to int32_t; y = clip(tdiv(acc, 1536), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act1.b1.b1_h[n * 6u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 6u];
         for (uint32_t o = 0; o < 3u; o++) {
-            const int32_t *wr = &ctx->out_w[o * 6u];
+            const int32_t *restrict wr = &ctx->out_w[o * 6u];
             uint32_t acc = 0u;   /* modulo 2^32 (reference semantics) */
             for (uint32_t i = 0; i < 6u; i++) acc += (uint32_t)xr[i] * (uint32_t)wr[i];
             ctx->scratch.out.out_logits[n * 3u + o] = ng_scale32(ng_wrap32(acc), 1536);

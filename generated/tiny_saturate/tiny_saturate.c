@@ -162,24 +162,26 @@ tiny_saturate_status_t tiny_saturate_train_step(tiny_saturate_ctx_t *ctx, const 
     /* block 0 forward linear 16->10
      * x [-128, 127], w [-127, 127]: acc [-260096, 260096] (19 bits), int32_t; y = clip(tdiv(acc, 4096), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->aug.aug.x_aug[n * 16u];
+        const int8_t *restrict xr = &ctx->aug.aug.x_aug[n * 16u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int8_t *wr = &ctx->b0_w[o * 16u];
+            const int8_t *restrict wr = &ctx->b0_w[o * 16u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 16u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b0.b0_z[n * 10u + o] = ng_scale32(acc, 4096);
         }
     }
     /* block 0 NITRO-ReLU 1/8: h = P(z) - 42 by table lookup, h in [-49, 21] */
-    for (uint32_t k = 0; k < rows * 10u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s8[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 10u; k++) h[k] = ng_relu_s8[z[k] + 127];
     }
     /* block 0 learning linear
      * x [-49, 21], w [-127, 127]: acc [-62230, 62230] (17 bits), int32_t; y = clip(tdiv(acc, 2560), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 10u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 10u];
         for (uint32_t o = 0; o < 5u; o++) {
-            const int8_t *wr = &ctx->b0_l_w[o * 10u];
+            const int8_t *restrict wr = &ctx->b0_l_w[o * 10u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 10u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b0.b0_l_logits[n * 5u + o] = ng_scale32(acc, 2560);
@@ -203,14 +205,14 @@ tiny_saturate_status_t tiny_saturate_train_step(tiny_saturate_ctx_t *ctx, const 
     }
     /* block 0 learning input gradient (before its update): dx[n][i] = sum_o delta[n][o] * w[o][i]; dx in [-95885, 95885] (18 bits), int32_t */
     for (uint32_t n = 0; n < rows; n++) {
-        int32_t *dxr = &ctx->scratch.b0.b0_l_dx[n * 10u];
+        int32_t *restrict dxr = &ctx->scratch.b0.b0_l_dx[n * 10u];
         for (uint32_t i = 0; i < 10u; i++) dxr[i] = 0;
         for (uint32_t o = 0; o < 5u; o++) {
-            const int32_t d = ctx->scratch.b0.b0_l_delta[n * 5u + o];
-            const int8_t *wr = &ctx->b0_l_w[o * 10u];
+            const int16_t d = ctx->scratch.b0.b0_l_delta[n * 5u + o];
+            const int8_t *restrict wr = &ctx->b0_l_w[o * 10u];
             if (d == 0) continue;
             for (uint32_t i = 0; i < 10u; i++) {
-                dxr[i] += (int32_t)(d * (int32_t)wr[i]);
+                dxr[i] += (int32_t)((int32_t)d * (int32_t)wr[i]);
             }
         }
     }
@@ -220,14 +222,14 @@ tiny_saturate_status_t tiny_saturate_train_step(tiny_saturate_ctx_t *ctx, const 
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 5u; o++) {
-            int16_t *row = ctx->scratch.b0.b0_l_row;
-            int8_t *wr = &ctx->b0_l_w[o * 10u];
+            int16_t *restrict row = ctx->scratch.b0.b0_l_row;
+            int8_t *restrict wr = &ctx->b0_l_w[o * 10u];
             for (uint32_t i = 0; i < 10u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.b0.b0_l_delta[n * 5u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 10u];
+                const int16_t d = ctx->scratch.b0.b0_l_delta[n * 5u + o];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 10u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 10u; i++) row[i] += (int16_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 10u; i++) row[i] += (int16_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 10u; i++) {
                 const int64_t grad = row[i];
@@ -238,10 +240,14 @@ tiny_saturate_status_t tiny_saturate_train_step(tiny_saturate_ctx_t *ctx, const 
         }
     }
     /* block 0 NITRO-ReLU backward: dz = dh where 0 <= z <= 126, tdiv(dh, 8) where z < 0, 0 at z = 127; dz in [-95885, 95885] (18 bits), int32_t */
-    for (uint32_t k = 0; k < rows * 10u; k++) {
-        const int32_t zk = ctx->scratch.b0.b0_z[k];
-        const int32_t d = ctx->scratch.b0.b0_l_dx[k];
-        ctx->scratch.b0.b0_dz[k] = zk < 0 ? (int32_t)(d / 8) : (zk < 127 ? d : 0);
+    {
+        const int32_t *restrict dh = ctx->scratch.b0.b0_l_dx;
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int32_t *restrict dz = ctx->scratch.b0.b0_dz;
+        for (uint32_t k = 0; k < rows * 10u; k++) {
+            const int32_t d = dh[k];
+            dz[k] = z[k] < 0 ? (int32_t)(d / 8) : (z[k] < 127 ? d : 0);
+        }
     }
     /* block 0 forward linear update: G = sum_n delta[n][o] * x[n][i], one row at a time, fused with IntegerSGD
      * G in [-49093120, 49093120] (27 bits), int32_t; g = tdiv(G, lr_inv * 1) in [-49093120, 49093120] (27 bits), int32_t
@@ -249,14 +255,14 @@ tiny_saturate_status_t tiny_saturate_train_step(tiny_saturate_ctx_t *ctx, const 
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 10u; o++) {
-            int32_t *row = ctx->scratch.b0.b0_row;
-            int8_t *wr = &ctx->b0_w[o * 16u];
+            int32_t *restrict row = ctx->scratch.b0.b0_row;
+            int8_t *restrict wr = &ctx->b0_w[o * 16u];
             for (uint32_t i = 0; i < 16u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t d = ctx->scratch.b0.b0_dz[n * 10u + o];
-                const int8_t *xr = &ctx->aug.aug.x_aug[n * 16u];
+                const int8_t *restrict xr = &ctx->aug.aug.x_aug[n * 16u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 16u; i++) row[i] += (int32_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 16u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 16u; i++) {
                 const int64_t grad = row[i];
@@ -269,9 +275,9 @@ tiny_saturate_status_t tiny_saturate_train_step(tiny_saturate_ctx_t *ctx, const 
     /* output linear
      * x [-49, 21], w [-127, 127]: acc [-62230, 62230] (17 bits), int32_t; y = clip(tdiv(acc, 2560), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 10u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 10u];
         for (uint32_t o = 0; o < 5u; o++) {
-            const int8_t *wr = &ctx->out_w[o * 10u];
+            const int8_t *restrict wr = &ctx->out_w[o * 10u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 10u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.out.out_logits[n * 5u + o] = ng_scale32(acc, 2560);
@@ -299,14 +305,14 @@ tiny_saturate_status_t tiny_saturate_train_step(tiny_saturate_ctx_t *ctx, const 
     {
         const int64_t a = ctx->lr_inv * 1;
         for (uint32_t o = 0; o < 5u; o++) {
-            int16_t *row = ctx->scratch.out.out_row;
-            int8_t *wr = &ctx->out_w[o * 10u];
+            int16_t *restrict row = ctx->scratch.out.out_row;
+            int8_t *restrict wr = &ctx->out_w[o * 10u];
             for (uint32_t i = 0; i < 10u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
-                const int32_t d = ctx->scratch.out.out_delta[n * 5u + o];
-                const int8_t *xr = &ctx->act0.b0.b0_h[n * 10u];
+                const int16_t d = ctx->scratch.out.out_delta[n * 5u + o];
+                const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 10u];
                 if (d == 0) continue;
-                for (uint32_t i = 0; i < 10u; i++) row[i] += (int16_t)(d * (int32_t)xr[i]);
+                for (uint32_t i = 0; i < 10u; i++) row[i] += (int16_t)((int32_t)d * (int32_t)xr[i]);
             }
             for (uint32_t i = 0; i < 10u; i++) {
                 const int64_t grad = row[i];
@@ -325,24 +331,26 @@ static void ng_forward(tiny_saturate_ctx_t *ctx, const int8_t *x, uint32_t rows)
     /* block 0 forward linear 16->10
      * x [-128, 127], w [-127, 127]: acc [-260096, 260096] (19 bits), int32_t; y = clip(tdiv(acc, 4096), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &x[n * 16u];
+        const int8_t *restrict xr = &x[n * 16u];
         for (uint32_t o = 0; o < 10u; o++) {
-            const int8_t *wr = &ctx->b0_w[o * 16u];
+            const int8_t *restrict wr = &ctx->b0_w[o * 16u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 16u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.b0.b0_z[n * 10u + o] = ng_scale32(acc, 4096);
         }
     }
     /* block 0 NITRO-ReLU 1/8: h = P(z) - 42 by table lookup, h in [-49, 21] */
-    for (uint32_t k = 0; k < rows * 10u; k++) {
-        ctx->act0.b0.b0_h[k] = ng_relu_s8[ctx->scratch.b0.b0_z[k] + 127];
+    {
+        const int8_t *restrict z = ctx->scratch.b0.b0_z;
+        int8_t *restrict h = ctx->act0.b0.b0_h;
+        for (uint32_t k = 0; k < rows * 10u; k++) h[k] = ng_relu_s8[z[k] + 127];
     }
     /* output linear
      * x [-49, 21], w [-127, 127]: acc [-62230, 62230] (17 bits), int32_t; y = clip(tdiv(acc, 2560), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *xr = &ctx->act0.b0.b0_h[n * 10u];
+        const int8_t *restrict xr = &ctx->act0.b0.b0_h[n * 10u];
         for (uint32_t o = 0; o < 5u; o++) {
-            const int8_t *wr = &ctx->out_w[o * 10u];
+            const int8_t *restrict wr = &ctx->out_w[o * 10u];
             int32_t acc = 0;
             for (uint32_t i = 0; i < 10u; i++) acc += (int32_t)((int32_t)xr[i] * (int32_t)wr[i]);
             ctx->scratch.out.out_logits[n * 5u + o] = ng_scale32(acc, 2560);

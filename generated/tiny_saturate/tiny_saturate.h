@@ -7,7 +7,7 @@
  * Semantics: nitrogen, 8-bit saturating weights.
  * Do not edit: regenerate with `nitrogen compile <spec> -o <dir>`.
  *
- * C99, integers only: no float, no malloc, no stdio, no libm. All state lives in one
+ * C99, integers only: no floating point, no heap, no stdio, no libm. All state lives in one
  * caller-owned tiny_saturate_ctx_t of TINY_SATURATE_CTX_BYTES bytes.
  *
  * Example usage:
