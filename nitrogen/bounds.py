@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import Diagnostic, DiagnosticSink, InternalError, NitrogenError
+from .errors import DiagnosticSink, InternalError
 from .ir import I32, I64, SIGNED_TYPES, IntType, Op, OpKind, Program, Role, Store, Tensor
 
 Interval = tuple[int, int]
@@ -136,7 +136,7 @@ class _Analysis:
 
 
 def bound_kaiming_init(an: _Analysis, op: Op) -> None:
-    bound = int(op.attr("bound"))
+    bound = op.int_attr("bound")
     (w,) = op.outs
     lo, hi = an.interval(w)
     if not (lo <= -bound and bound <= hi):  # pragma: no cover - weight_bits >= 8 always holds 64
@@ -151,7 +151,7 @@ def bound_linear_scale(an: _Analysis, op: Op) -> None:
     x, w = op.ins
     (acc,) = op.temps
     lo, hi = an.product(acc, an.interval(x), an.interval(w), op)
-    n_in, sf = int(op.attr("n_in")), int(op.attr("sf"))
+    n_in, sf = op.int_attr("n_in"), op.int_attr("sf")
     an.define(acc, n_in * lo, n_in * hi, op)
     if an.bounds[acc].ctype == I64 and an.products[acc] == I32:
         # Exact chunking (semantics 10.2): K terms sum in int32 when K * max|term| <= 2^31 - 1.
@@ -169,7 +169,7 @@ def bound_nitro_relu(an: _Analysis, op: Op) -> None:
 
 def bound_loss_grad(an: _Analysis, op: Op) -> None:
     lo, hi = an.interval(op.ins[0])
-    target = int(op.attr("target"))
+    target = op.int_attr("target")
     an.define(op.outs[0], lo - target, hi, op)
     worst = max((lo - target) ** 2, hi ** 2)
     bs, classes = an.program.tensor(op.outs[0]).shape
@@ -179,7 +179,7 @@ def bound_loss_grad(an: _Analysis, op: Op) -> None:
 def bound_linear_dx(an: _Analysis, op: Op) -> None:
     delta, w = op.ins
     lo, hi = an.product(op.outs[0], an.interval(delta), an.interval(w), op)
-    n_out = int(op.attr("n_out"))
+    n_out = op.int_attr("n_out")
     an.define(op.outs[0], n_out * lo, n_out * hi, op)
 
 
@@ -197,10 +197,10 @@ def bound_linear_grad_sgd(an: _Analysis, op: Op) -> None:
     an.define(row, batch * lo, batch * hi, op)
     an.products[row] = an.products[grad]
     glo, ghi = an.interval(grad)
-    a_min = int(op.attr("amp"))  # A = lr_inv * amp >= amp, lr_inv >= 1
+    a_min = op.int_attr("amp")  # A = lr_inv * amp >= amp, lr_inv >= 1
     an.define(g, min(0, tdiv(glo, a_min)), max(0, tdiv(ghi, a_min)), op)
     wlo, whi = an.interval(w)
-    decay = int(op.attr("decay_inv"))
+    decay = op.int_attr("decay_inv")
     dlo, dhi = (tdiv(wlo, decay), tdiv(whi, decay)) if decay else (0, 0)
     gl, gh = an.interval(g)
     an.define(wnew, wlo - gh - dhi, whi - gl - dlo, op)
@@ -248,9 +248,9 @@ def lr_amp_rows(program: Program) -> list[tuple[str, int, int]]:
     rows = []
     for op in program.train:
         if op.kind is OpKind.LINEAR_GRAD_SGD:
-            amp = int(op.attr("amp"))
+            amp = op.int_attr("amp")
             rows.append((f"{op.outs[0]}.lr_amp", amp, program.constant("LR_INV_MAX") * amp))
     return rows
 
 
-__all__ = ["check_bounds", "BoundsReport", "Bound", "bits_needed", "lr_amp_rows", "Diagnostic", "NitrogenError"]
+__all__ = ["check_bounds", "BoundsReport", "Bound", "bits_needed", "lr_amp_rows"]

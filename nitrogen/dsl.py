@@ -36,7 +36,7 @@ def parse_dsl(text: str, file: str) -> TNode:
     except UnexpectedInput as exc:
         line, col = max(exc.line, 1), max(exc.column, 1)
         if isinstance(exc, UnexpectedCharacters):
-            msg = f"unexpected character {text[exc.pos_in_stream]!r}"
+            msg = f"unexpected character {text[exc.pos_in_stream or 0]!r}"
         elif isinstance(exc, UnexpectedEOF):
             msg = "unexpected end of file"
             lines = text.splitlines() or [""]
@@ -96,7 +96,7 @@ class _ToTree(Transformer[Token, TNode]):
             if isinstance(arg, Tree):  # positional: the kind's main size
                 value = arg.children[0]
                 key = PRIMARY_KEY.get(str(kind), "_positional")
-                items.append((TKey(key, value.span), value))  # type: ignore[union-attr]
+                items.append((TKey(key, value.span), value))  # type: ignore[union-attr, arg-type]
             else:
                 items.append(arg)  # type: ignore[arg-type]
         return TMap(tuple(items), span)

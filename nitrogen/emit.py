@@ -15,7 +15,7 @@ import jinja2
 from . import __version__
 from .bounds import BoundsReport
 from .errors import InternalError
-from .ir import Op, OpKind, Program, Role, Store, Tensor
+from .ir import Op, OpKind, Program, Role, Store
 from .layout import Layout, plan
 
 ABI_VERSION = 1
@@ -96,7 +96,7 @@ class _Views:
     def augment(self, op: Op) -> dict[str, Any]:
         per_sample = bool(op.attr("per_sample"))
         return self.base(op) | {"x": self.ref(op.ins[0]), "y": self.ref(op.outs[0]),
-                                "len": self.p.tensor(op.ins[0]).shape[1], "crop_span": 2 * int(op.attr("crop_pad")),
+                                "len": self.p.tensor(op.ins[0]).shape[1], "crop_span": 2 * op.int_attr("crop_pad"),
                                 "units": "rows" if per_sample else "1u", "per_unit": "1u" if per_sample else "rows"}
 
     def linear_scale(self, op: Op) -> dict[str, Any]:
@@ -166,14 +166,14 @@ def _render_ops(views: _Views, ops: tuple[Op, ...]) -> list[str]:
     return out
 
 
-def emit(program: Program, report: BoundsReport, spec_file: str = "") -> dict[str, str]:
+def emit(program: Program, report: BoundsReport) -> dict[str, str]:
     """Render `<name>.h` and `<name>.c`. No I/O."""
     layout = plan(program, report)
     views = _Views(program, report, layout)
     tables = {}
     for op in program.train:
         if op.kind is OpKind.NITRO_RELU:
-            tables[int(op.attr("slope_inv"))] = op.attr("table")
+            tables[op.int_attr("slope_inv")] = op.attr("table")
     params = [(p, program.tensor(p.tensor), report[p.tensor]) for p in program.params]
     helpers = {"scale32"} if program.semantics == "reference" else set()
     if program.semantics == "reference":
@@ -192,7 +192,7 @@ def emit(program: Program, report: BoundsReport, spec_file: str = "") -> dict[st
         "infer_ops": _render_ops(views, program.infer), "uses_augment": any(
             op.kind is OpKind.AUGMENT for op in program.train),
         "x_aug": next((views.ref(t.name) for t in program.tensors if t.name == "x_aug"), ""),
-        "logits": views.ref("out_logits"), "spec_file": spec_file, "helpers": helpers,
+        "logits": views.ref("out_logits"), "helpers": helpers,
     }
     name = program.name
     return {f"{name}.h": _ENV.get_template("model.h.j2").render(**ctx),
@@ -206,4 +206,4 @@ def emit_harness(program: Program) -> str:
                                                     blocks=program.blocks, params=params)
 
 
-__all__ = ["emit", "emit_harness", "cint", "carray", "VIEWS", "STATUS", "ABI_VERSION", "Tensor"]
+__all__ = ["emit", "emit_harness", "cint", "carray", "VIEWS", "STATUS", "ABI_VERSION"]

@@ -118,6 +118,12 @@ class Op:
                 return v
         raise InternalError(f"op {self.kind} has no attribute '{key}'")
 
+    def int_attr(self, key: str) -> int:
+        value = self.attr(key)
+        if not isinstance(value, int):
+            raise InternalError(f"op {self.kind} attribute '{key}' is not an integer")
+        return value
+
 
 @dataclass(frozen=True, slots=True)
 class Param:

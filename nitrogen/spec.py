@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Callable, Union
 
 from .errors import Diagnostic, DiagnosticSink, Span, did_you_mean
-from .tree import TKey, TMap, TNode, TScalar, TSeq
+from .tree import TMap, TNode, TScalar, TSeq
 
 
 class Semantics(StrEnum):
@@ -147,8 +147,9 @@ def _plain(obj: Any) -> Any:
         return str(obj)
     if is_dataclass(obj):
         out = {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.name not in ("span", "spans", "source")}
-        if hasattr(type(obj), "kind"):
-            out["kind"] = type(obj).kind
+        kind = getattr(type(obj), "kind", None)
+        if kind is not None:
+            out["kind"] = kind
         return out
     if isinstance(obj, tuple):
         return [_plain(v) for v in obj]

@@ -102,7 +102,7 @@ class _Reader:
         size = np.dtype(dtype).itemsize * count
         if self.pos + size > len(self.data):
             raise EOFError("harness output ended early")
-        out = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.pos)
+        out: np.ndarray = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.pos)
         self.pos += size
         return out
 

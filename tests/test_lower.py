@@ -33,7 +33,7 @@ def test_relu_table_examples_of_section_4_4() -> None:
 def _layer_constants(name: str) -> list[tuple[int, int]]:
     """(SF, B) of every linear in construction order, as the lowering computed them."""
     program = lower(load(name))
-    sf = {op.ins[1]: int(op.attr("sf")) for op in program.train if op.kind is OpKind.LINEAR_SCALE}
+    sf = {op.ins[1]: op.int_attr("sf") for op in program.train if op.kind is OpKind.LINEAR_SCALE}
     return [(sf[p.tensor], p.init_bound) for p in program.params]
 
 

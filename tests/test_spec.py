@@ -111,8 +111,6 @@ def test_every_spec_in_specs_loads() -> None:
 
 def test_grammar_has_no_conflicts() -> None:
     """Lark's strict mode turns shift/reduce conflicts and terminal collisions into errors."""
-    from pathlib import Path
-
     from lark import Lark
 
     import nitrogen.dsl
