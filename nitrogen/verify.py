@@ -6,8 +6,8 @@ The two computations are independent: the C comes from lower -> bounds -> emit, 
 pseudo-random int8 data (PCG32, stream 7 of the verification seed) or edge patterns.
 
 Harness protocol (little-endian): stdin gets u64 seed, u32 steps, u32 n_eval, u32 dump_every_step,
-then per step i64 lr_inv (0 keeps it), the int8 batch and uint8 labels, then the evaluation inputs
-and labels. stdout gets int64 records (status, statistics, PRNG state, lr_inv) and int32 parameter
+u32 import_params (if set, PARAMS_COUNT int32 parameters follow), then per step i64 lr_inv (0 keeps it),
+the int8 batch and uint8 labels, then the evaluation inputs and labels. stdout gets int64 records (status, statistics, PRNG state, lr_inv) and int32 parameter
 dumps (every step when they fit in DUMP_LIMIT bytes in total, else per-tensor checksums and a full
 dump after the last step), then the evaluation logits (int8) and API contract results.
 """
@@ -147,8 +147,12 @@ def _compare_params(step: int, model: reference.Model, flat: np.ndarray) -> Mism
 def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = None, pattern: str = "random",
         lr_schedule: dict[int, int] | None = None, n_eval: int | None = None, workdir: str | None = None,
         cc: str | None = None, cflags: tuple[str, ...] = CFLAGS,
-        progress: Callable[[str], None] | None = None) -> Outcome:
-    """Train `steps` steps in C and in the reference; return the first mismatch, if any."""
+        progress: Callable[[str], None] | None = None,
+        params: dict[str, np.ndarray] | None = None) -> Outcome:
+    """Train `steps` steps in C and in the reference; return the first mismatch, if any.
+
+    With `params`, both sides start from those parameters (reference names and layouts; the C gets them
+    through `<name>_import_params()` in export order) instead of their own initialisation."""
     if batch is not None:
         model = replace(model, train=replace(model.train, batch_size=batch))
     compiled = compile_model(model)
@@ -178,7 +182,11 @@ def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = Non
     params_count = compiled.program.constant("PARAMS_COUNT")
     dump_all = steps * params_count * 4 <= DUMP_LIMIT
     stdin = bytearray(np.array([seed], dtype=np.uint64).tobytes())
-    stdin += np.array([steps, n_eval, int(dump_all)], dtype=np.uint32).tobytes()
+    stdin += np.array([steps, n_eval, int(dump_all), int(params is not None)], dtype=np.uint32).tobytes()
+    if params is not None:
+        ref_init = reference.Model(model, seed=seed)
+        ref_init.set_params(params)
+        stdin += np.concatenate([v.reshape(-1) for v in ref_init.params.values()]).astype(np.int32).tobytes()
     for s in range(steps):
         stdin += np.array([schedule.get(s, 0)], dtype=np.int64).tobytes() + xs[s].tobytes() + ys[s].tobytes()
     stdin += ex[0].tobytes() + ey[0].tobytes()
@@ -193,6 +201,8 @@ def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = Non
     out = _Reader(run_proc.stdout)
 
     ref = reference.Model(model, seed=seed, ranges=compiled.report.ranges)
+    if params is not None:
+        ref.set_params(params)
 
     def fail(m: Mismatch) -> Outcome:
         return Outcome(steps, m, str(work))

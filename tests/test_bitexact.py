@@ -107,3 +107,21 @@ def test_reference_wraps_are_exercised_and_exact() -> None:
         for s in range(60):
             watch.train_step(xs[s], ys[s])
     check("tiny_saturate", "reference", steps=60, seed=0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_parameters_move_between_reference_and_c(mode: str) -> None:
+    """Parameters trained by the reference (so far from their initial range) are imported into the C in
+    the reference's names and layouts; both then train on identically and stay bit-exact."""
+    from nitrogen import reference
+
+    model = with_semantics(load("tiny_mlp.yaml"), mode)
+    donor = reference.Model(model, seed=99)
+    xs, ys = verify.make_batches(model, 40, 5, "random")
+    donor.lr_inv = 1  # large updates, so the transferred weights are big and unlike any initialisation
+    for s in range(40):
+        donor.train_step(xs[s], ys[s])
+    params = donor.params
+    assert max(int(abs(v).max()) for v in params.values()) > 1000
+    outcome = verify.run(model, steps=20, seed=0, params=params)
+    assert outcome.ok, outcome.mismatch
