@@ -115,6 +115,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if progress:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     if outcome.ok:
+        shutil.rmtree(outcome.workdir, ignore_errors=True)  # kept only when there is something to debug
         print(f"bit-exact over {outcome.steps} steps")
         return 0
     print(f"mismatch: {outcome.mismatch}", file=sys.stderr)
