@@ -93,6 +93,7 @@ def test_mismatch_is_reported_with_step_tensor_and_index(monkeypatch: pytest.Mon
     assert outcome.mismatch is not None
     assert (outcome.mismatch.step, outcome.mismatch.tensor, outcome.mismatch.index) == (3, "output.weight", (1, 2))
     assert outcome.mismatch.ref_value == outcome.mismatch.c_value + 1
+    shutil.rmtree(outcome.workdir, ignore_errors=True)
 
 
 def test_reference_wraps_are_exercised_and_exact() -> None:
@@ -125,3 +126,4 @@ def test_parameters_move_between_reference_and_c(mode: str) -> None:
     assert max(int(abs(v).max()) for v in params.values()) > 1000
     outcome = verify.run(model, steps=20, seed=0, params=params)
     assert outcome.ok, outcome.mismatch
+    shutil.rmtree(outcome.workdir, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,9 @@ def test_verify_success_and_mismatch_exit_codes(monkeypatch: pytest.MonkeyPatch,
     assert main(["verify", str(SPECS / "tiny_mlp.yaml"), "--steps", "3", "--seed", "2", "--batch", "3"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("mismatch: step 1, blocks.0.forward.weight[0][0]: c=")
+    kept = err.split("build and inputs kept in ", 1)[1].strip()
+    assert Path(kept, "stdin.bin").exists()  # everything needed to debug the mismatch stays
+    shutil.rmtree(kept)
 
 
 def test_python_dash_m_and_version() -> None:
