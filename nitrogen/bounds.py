@@ -42,6 +42,7 @@ class BoundsReport:
     bounds: tuple[Bound, ...]
     product_types: tuple[tuple[str, IntType], ...]   # accumulator name -> type of one product term
     chunks: tuple[tuple[str, int], ...] = ()          # int64 accumulator -> terms per exact int32 partial sum
+    unused: tuple[str, ...] = ()                      # scratch the chosen code path never touches (not stored)
 
     def __getitem__(self, name: str) -> Bound:
         for b in self.bounds:
@@ -92,6 +93,7 @@ class _Analysis:
         self.bounds: dict[str, Bound] = {}
         self.products: dict[str, IntType] = {}
         self.chunks: dict[str, int] = {}
+        self.unused: set[str] = set()
         self.sink = DiagnosticSink()
         self.wmax = (1 << (program.weight_bits - 1)) - 1
         self.lr_inv_max = program.constant("LR_INV_MAX")
@@ -190,11 +192,16 @@ def bound_nitro_relu_backward(an: _Analysis, op: Op) -> None:
 
 def bound_linear_grad_sgd(an: _Analysis, op: Op) -> None:
     delta, x, w = op.ins
-    grad, g, wnew, row = op.temps
-    lo, hi = an.product(grad, an.interval(delta), an.interval(x), op)
     batch = an.program.tensor(delta).shape[0]
-    an.define(grad, batch * lo, batch * hi, op)
-    an.define(row, batch * lo, batch * hi, op)
+    _grad_sgd(an, op, an.interval(delta), an.interval(x), batch, w)
+
+
+def _grad_sgd(an: _Analysis, op: Op, delta: Interval, x: Interval, terms: int, w: str) -> None:
+    """A weight gradient of `terms` products delta * x per weight, then IntegerSGD (semantics 7.1)."""
+    grad, g, wnew, row = op.temps[:4]
+    lo, hi = an.product(grad, delta, x, op)
+    an.define(grad, terms * lo, terms * hi, op)
+    an.define(row, terms * lo, terms * hi, op)
     an.products[row] = an.products[grad]
     glo, ghi = an.interval(grad)
     a_min = op.int_attr("amp")  # A = lr_inv * amp >= amp, lr_inv >= 1
@@ -208,6 +215,73 @@ def bound_linear_grad_sgd(an: _Analysis, op: Op) -> None:
         an._overflow(an.program.tensor(wnew), wlo - gh - dhi, whi - gl - dlo, op)
 
 
+def bound_conv_scale(an: _Analysis, op: Op) -> None:
+    x, w = op.ins
+    acc, plane, part = op.temps
+    lo, hi = an.product(acc, an.interval(x), an.interval(w), op)
+    taps = op.int_attr("kernel") ** 2
+    terms = op.int_attr("c_in") * taps
+    an.define(acc, terms * lo, terms * hi, op)
+    an.define(plane, terms * lo, terms * hi, op)
+    an.products[plane] = an.products[acc]
+    channels = 0
+    if an.bounds[acc].ctype == I64 and an.products[acc] == I32:
+        # Exact chunking (semantics 10.2) by whole input channels: k*k*channels terms fit int32.
+        channels = min(op.int_attr("c_in"), I32.max // max(-lo, hi, 1) // taps)
+        if channels:
+            an.chunks[acc] = channels
+    an.define(part, channels * taps * lo, channels * taps * hi, op)
+    if not channels:
+        an.unused.add(part)
+    sf = op.int_attr("sf")
+    alo, ahi = an.interval(acc)
+    an.define(op.outs[0], max(-127, min(127, tdiv(alo, sf))), max(-127, min(127, tdiv(ahi, sf))), op)
+
+
+def _padded(op: Op) -> bool:
+    return bool(op.int_attr("ph") or op.int_attr("pw"))
+
+
+def bound_max_pool(an: _Analysis, op: Op) -> None:
+    lo, hi = an.interval(op.ins[0])
+    if op.attr("zero_pad") and _padded(op):  # reference: padding cells hold 0 and can win (semantics 4.5)
+        lo, hi = min(lo, 0), max(hi, 0)
+    an.define(op.outs[0], lo, hi, op)
+    if len(op.outs) > 1:
+        an.define(op.outs[1], 0, op.int_attr("kh") * op.int_attr("kw") - 1, op)
+
+
+def bound_avg_pool(an: _Analysis, op: Op) -> None:
+    lo, hi = an.interval(op.ins[0])
+    if _padded(op):  # zero padding counts in the divisor (semantics 4.6)
+        lo, hi = min(lo, 0), max(hi, 0)
+    cells = op.int_attr("kh") * op.int_attr("kw")
+    an.define(op.temps[0], cells * lo, cells * hi, op)
+    slo, shi = an.interval(op.temps[0])
+    an.define(op.outs[0], tdiv(slo, cells), tdiv(shi, cells), op)
+
+
+def bound_dropout(an: _Analysis, op: Op) -> None:
+    lo, hi = an.interval(op.ins[0])
+    scale = op.int_attr("scale")
+    plo, phi = min(lo * scale, 0), max(hi * scale, 0)  # a dropped element is 0
+    an.define(op.temps[0], plo, phi, op)
+    an.define(op.outs[0], tdiv(plo, 1000), tdiv(phi, 1000), op)
+
+
+def bound_conv_grad_sgd(an: _Analysis, op: Op) -> None:
+    dp, *_, x, w = op.ins
+    dz = op.temps[4]
+    lo, hi = an.interval(dp)
+    # Pool backward routes or divides by kh*kw >= 1, NITRO-ReLU backward divides by s >= 1 or zeroes:
+    # every value stays inside the incoming interval and 0 (semantics 10.2).
+    an.define(dz, min(lo, 0), max(hi, 0), op)
+    batch = an.program.tensor(dp).shape[0]
+    # Max routing: one cell per learning-pool window carries a gradient; otherwise every output position.
+    positions = op.int_attr("oh") * op.int_attr("ow") if op.attr("routing") == "max" else op.int_attr("out") ** 2
+    _grad_sgd(an, op, an.interval(dz), an.interval(x), batch * positions, w)
+
+
 BOUNDS: dict[OpKind, Callable[[_Analysis, Op], None]] = {
     OpKind.KAIMING_INIT: bound_kaiming_init,
     OpKind.AUGMENT: bound_augment,
@@ -217,6 +291,13 @@ BOUNDS: dict[OpKind, Callable[[_Analysis, Op], None]] = {
     OpKind.LINEAR_DX: bound_linear_dx,
     OpKind.NITRO_RELU_BACKWARD: bound_nitro_relu_backward,
     OpKind.LINEAR_GRAD_SGD: bound_linear_grad_sgd,
+    OpKind.CONV_SCALE: bound_conv_scale,
+    OpKind.MAX_POOL: bound_max_pool,
+    OpKind.MAX_POOL_ARGMAX: bound_max_pool,
+    OpKind.AVG_POOL: bound_avg_pool,
+    OpKind.DROPOUT: bound_dropout,
+    OpKind.CONV_GRAD_SGD: bound_conv_grad_sgd,
+    OpKind.CONV_GRAD_SGD_MAX: bound_conv_grad_sgd,
 }
 
 
@@ -240,14 +321,14 @@ def check_bounds(program: Program) -> BoundsReport:
         raise InternalError(f"bounds: no interval for {missing}")
     order = [t.name for t in program.tensors]
     return BoundsReport(tuple(an.bounds[n] for n in order), tuple(sorted(an.products.items())),
-                        tuple(sorted(an.chunks.items())))
+                        tuple(sorted(an.chunks.items())), tuple(sorted(an.unused)))
 
 
 def lr_amp_rows(program: Program) -> list[tuple[str, int, int]]:
     """(name, lo, hi) of A = lr_inv * amp for every weight tensor: always int64 (semantics 10.6)."""
     rows = []
     for op in program.train:
-        if op.kind is OpKind.LINEAR_GRAD_SGD:
+        if op.kind in (OpKind.LINEAR_GRAD_SGD, OpKind.CONV_GRAD_SGD, OpKind.CONV_GRAD_SGD_MAX):
             amp = op.int_attr("amp")
             rows.append((f"{op.outs[0]}.lr_amp", amp, program.constant("LR_INV_MAX") * amp))
     return rows

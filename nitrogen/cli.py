@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from . import __version__, load_spec
 from .errors import Diagnostic, InternalError, NitrogenError
+from .ir import Program
 from .spec import Model, lint, with_semantics
 
 EXIT_DIAGNOSTICS, EXIT_MISMATCH, EXIT_INTERNAL = 1, 3, 70
@@ -51,6 +52,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     program, report = analyse(model)
     print(f"{model.name}: {model.semantics} semantics, batch {model.train.batch_size}, "
           f"weights {'int32 (wrapping)' if model.semantics == 'reference' else f'{model.weight_bits}-bit saturating'}")
+    print_layer_constants(program)
+    print()
     head = f"{'tensor':<16} {'interval':<36} {'bits':>4}  {'C type':<9} store"
     print(head)
     print("-" * len(head))
@@ -61,6 +64,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         from .bounds import bits_needed
         print(f"{name:<16} {f'[{lo}, {hi}]':<36} {bits_needed(lo, hi):>4}  {'int64_t':<9} exact (lr_inv x amp)")
     return 0
+
+
+def print_layer_constants(program: Program) -> None:
+    """The per-layer table of semantics 9: scaling factors, init bounds, amplification, learning pools."""
+    head = (f"{'layer':<5} {'geometry':<30} {'H_o':>4} {'SF':>9} {'B':>3} {'amp':>6} {'adj':>4} "
+            f"{'learn pool (kh,kw) pad':<23} {'D':>6} {'learn SF':>9} {'B':>3}")
+    print(head)
+    print("-" * len(head))
+    for lc in program.layers:
+        kh, kw, ph, pw = lc.pool
+        pool = f"({kh},{kw}) ({ph},{pw})" if (kh, kw) != (1, 1) else "-"
+        learn = f"{lc.decoder:>6} {lc.learn_sf:>9} {lc.learn_bound:>3}" if lc.decoder else f"{'-':>6} {'-':>9} {'-':>3}"
+        print(f"{lc.name:<5} {lc.geometry:<30} {lc.out_size:>4} {lc.sf:>9} {lc.init_bound:>3} {lc.amp:>6} "
+              f"{lc.amp_adjust:>4} {pool:<23} {learn}")
 
 
 def _write_atomically(files: dict[str, str], out_dir: Path) -> None:

@@ -146,6 +146,78 @@ class _Views:
             "g_range": self.exact(g), "wnew_range": self.exact(wnew), "w_range": self.rng(w)}
 
 
+    def _taps(self, op: Op) -> dict[str, Any]:
+        """Per kernel offset a, the output rows [lo[a], hi[a]) whose input row h + a - pad is real."""
+        size, pad, out, k = (op.int_attr(key) for key in ("size", "pad", "out", "kernel"))
+        lo = [max(0, pad - a) for a in range(k)]
+        hi = [max(lo[a], min(out, size + pad - a)) for a in range(k)]
+        return {"lo": lo, "hi": hi, "fan_in": op.int_attr("c_in") * k * k}
+
+    def conv_scale(self, op: Op) -> dict[str, Any]:
+        x, w = op.ins
+        acc, plane, part = op.temps
+        return self.base(op) | self._taps(op) | {
+            "x": self.ref(x), "x_t": self.ctype(x), "w": self.ref(w), "w_t": self.ctype(w),
+            "z": self.ref(op.outs[0]), "plane": self.ref(plane), "plane_t": self.ctype(plane), "part": self.ref(part),
+            "chunk": self.r.chunk(acc), "prod_t": self.r.product_type(acc).ctype, "acc_t": self.ctype(acc),
+            "acc_bits": self.r[acc].ctype.bits,
+            "ranges": f"x {self.rng(x)}, w {self.rng(w)}: acc {self.exact(acc)}"}
+
+    @staticmethod
+    def _real(ph: int, pw: int, height: int, width: int) -> str:
+        """C condition: padded window coordinates (r, c) address a real cell. Only padded dimensions
+        need a test: without padding, floor-sized windows never leave the input (semantics 4.5)."""
+        tests = []
+        for var, pad, size in (("r", ph, height), ("c", pw, width)):
+            if pad:
+                tests.append(f"{var} >= {pad}u && {var} < {size + pad}u")
+        return " && ".join(tests) or "1"
+
+    def _pool(self, op: Op) -> dict[str, Any]:
+        x = op.ins[0]
+        y = op.outs[0]
+        return self.base(op) | {"x": self.ref(x), "x_t": self.ctype(x), "y": self.ref(y), "y_t": self.ctype(y),
+                                "padded": bool(op.int_attr("ph") or op.int_attr("pw")), "range": self.rng(y),
+                                "real": self._real(op.int_attr("ph"), op.int_attr("pw"), op.int_attr("height"),
+                                                   op.int_attr("width")),
+                                "arg": "", "arg_t": ""}
+
+    def max_pool(self, op: Op) -> dict[str, Any]:
+        return self._pool(op)
+
+    def max_pool_argmax(self, op: Op) -> dict[str, Any]:
+        arg = op.outs[1]
+        return self._pool(op) | {"arg": self.ref(arg), "arg_t": self.ctype(arg)}
+
+    def avg_pool(self, op: Op) -> dict[str, Any]:
+        return self._pool(op) | {"sum_t": self.ctype(op.temps[0])}
+
+    def dropout(self, op: Op) -> dict[str, Any]:
+        x, y = op.ins[0], op.outs[0]
+        return self.base(op) | {"x": self.ref(x), "x_t": self.ctype(x), "y": self.ref(y), "y_t": self.ctype(y),
+                                "prod_t": self.ctype(op.temps[0]), "range": self.rng(y)}
+
+    def conv_grad_sgd(self, op: Op) -> dict[str, Any]:
+        if op.kind is OpKind.CONV_GRAD_SGD_MAX:
+            dp, arg, z, x, w = op.ins
+        else:
+            (dp, z, x, w), arg = op.ins, ""
+        grad, g, wnew, row, dz = op.temps
+        return self.base(op) | self._taps(op) | {
+            "dp": self.ref(dp), "dp_t": self.ctype(dp), "d": self.p.tensor(dp).shape[1],
+            "arg": self.ref(arg) if arg else "", "arg_t": self.ctype(arg) if arg else "",
+            "padded": bool(op.int_attr("ph") or op.int_attr("pw")),
+            "real": self._real(op.int_attr("ph"), op.int_attr("pw"), op.int_attr("out"), op.int_attr("out")),
+            "real_r": self._real(op.int_attr("ph"), 0, op.int_attr("out"), 0),
+            "real_c": self._real(0, op.int_attr("pw"), 0, op.int_attr("out")),
+            "z": self.ref(z), "x": self.ref(x), "x_t": self.ctype(x), "w": self.ref(w), "w_t": self.ctype(w),
+            "row": self.ref(row), "row_t": self.ctype(row), "prod_t": self.r.product_type(grad).ctype,
+            "dz": self.ref(dz) if self.p.tensor(dz).role is not Role.TEMP else "", "dz_t": self.ctype(dz),
+            "g_t": self.ctype(g), "wnew_t": self.ctype(wnew), "wmax": (1 << (self.p.weight_bits - 1)) - 1,
+            "dz_range": self.exact(dz), "grad_range": self.exact(grad), "g_range": self.exact(g),
+            "wnew_range": self.exact(wnew), "w_range": self.rng(w)}
+
+
 VIEWS: dict[OpKind, Callable[[_Views, Op], dict[str, Any]]] = {
     OpKind.KAIMING_INIT: _Views.kaiming_init,
     OpKind.AUGMENT: _Views.augment,
@@ -155,6 +227,13 @@ VIEWS: dict[OpKind, Callable[[_Views, Op], dict[str, Any]]] = {
     OpKind.LINEAR_DX: _Views.linear_dx,
     OpKind.NITRO_RELU_BACKWARD: _Views.nitro_relu_backward,
     OpKind.LINEAR_GRAD_SGD: _Views.linear_grad_sgd,
+    OpKind.CONV_SCALE: _Views.conv_scale,
+    OpKind.MAX_POOL: _Views.max_pool,
+    OpKind.MAX_POOL_ARGMAX: _Views.max_pool_argmax,
+    OpKind.AVG_POOL: _Views.avg_pool,
+    OpKind.DROPOUT: _Views.dropout,
+    OpKind.CONV_GRAD_SGD: _Views.conv_grad_sgd,
+    OpKind.CONV_GRAD_SGD_MAX: _Views.conv_grad_sgd,
 }
 
 
@@ -181,7 +260,7 @@ def emit(program: Program, report: BoundsReport) -> dict[str, str]:
     for op in program.train:
         if op.kind is OpKind.AUGMENT:
             helpers |= ({"crop"} if op.attr("crop_pad") else set()) | ({"flip"} if op.attr("flip") else set())
-        if op.kind is OpKind.LINEAR_SCALE and program.semantics != "reference":
+        if op.kind in (OpKind.LINEAR_SCALE, OpKind.CONV_SCALE) and program.semantics != "reference":
             helpers.add(f"scale{report[op.temps[0]].ctype.bits}")
     ctx = {
         "p": program.name, "P": program.name.upper(), "version": __version__, "abi": ABI_VERSION,

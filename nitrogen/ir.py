@@ -33,6 +33,7 @@ class IntType:
 
 I8, I16, I32, I64 = IntType(8), IntType(16), IntType(32), IntType(64)
 U8 = IntType(8, signed=False)
+U16 = IntType(16, signed=False)
 U32 = IntType(32, signed=False)
 SIGNED_TYPES = (I8, I16, I32, I64)
 
@@ -85,6 +86,13 @@ class OpKind(StrEnum):
     LINEAR_DX = "linear_dx"
     NITRO_RELU_BACKWARD = "nitro_relu_backward"
     LINEAR_GRAD_SGD = "linear_grad_sgd"
+    CONV_SCALE = "conv_scale"
+    MAX_POOL = "max_pool"
+    MAX_POOL_ARGMAX = "max_pool_argmax"
+    AVG_POOL = "avg_pool"
+    DROPOUT = "dropout"
+    CONV_GRAD_SGD = "conv_grad_sgd"
+    CONV_GRAD_SGD_MAX = "conv_grad_sgd_max"
 
 
 # Arity per kind: (ins, outs, temps). Order of names is documented in lower.py's builders.
@@ -97,6 +105,13 @@ ARITY: dict[OpKind, tuple[int, int, int]] = {
     OpKind.LINEAR_DX: (2, 1, 0),             # ins (delta, w); outs (dx)
     OpKind.NITRO_RELU_BACKWARD: (2, 1, 0),   # ins (dh, z); outs (dz)
     OpKind.LINEAR_GRAD_SGD: (3, 1, 4),       # ins (delta, x, w); outs (w); temps (grad, g, wnew, row)
+    OpKind.CONV_SCALE: (2, 1, 3),            # ins (x, w); outs (z); temps (acc, plane, part)
+    OpKind.MAX_POOL: (1, 1, 0),              # ins (x); outs (y)
+    OpKind.MAX_POOL_ARGMAX: (1, 2, 0),       # ins (h); outs (y, argmax offset within the window)
+    OpKind.AVG_POOL: (1, 1, 1),              # ins (x); outs (y); temps (window sum)
+    OpKind.DROPOUT: (1, 1, 1),               # ins (x); outs (y); temps (x * R)
+    OpKind.CONV_GRAD_SGD: (4, 1, 5),         # ins (dp, z, x, w); outs (w); temps (grad, g, wnew, row, dz)
+    OpKind.CONV_GRAD_SGD_MAX: (5, 1, 5),     # ins (dp, argmax, z, x, w); outs (w); temps as CONV_GRAD_SGD
 }
 
 Attr = int | str | bool | tuple[int, ...]
@@ -136,6 +151,24 @@ class Param:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerConstants:
+    """The per-layer constants lowering decided for one block or the output layer (semantics 5 and 9),
+    printed by `nitrogen check` so they can be compared with the paper's tables."""
+
+    name: str            # "b0", ..., "out"
+    geometry: str        # "conv 1->128 3x3/1", "linear 512->1024", "output 1024->10"
+    out_size: int        # H_o of a conv block, 1 otherwise
+    sf: int              # forward scaling factor
+    init_bound: int      # forward Kaiming bound B
+    amp: int             # effective amplification of the forward layer
+    amp_adjust: int      # conv: H_o^2 // (kh*kw), the factor of the opt-in adjustment; 1 otherwise
+    pool: tuple[int, int, int, int]  # learning pool (kh, kw, ph, pw); (1, 1, 0, 0) without one
+    decoder: int         # learning linear fan-in D (0 for the output layer)
+    learn_sf: int
+    learn_bound: int
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
     name: str
     semantics: str
@@ -148,6 +181,7 @@ class Program:
     blocks: tuple[str, ...]       # block owners ("b0", "b1", ...) for per-block statistics
     spec_sha256: str
     weight_bits: int
+    layers: tuple[LayerConstants, ...] = ()
 
     def tensor(self, name: str) -> Tensor:
         for t in self.tensors:

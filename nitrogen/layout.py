@@ -82,7 +82,7 @@ def plan(program: Program, report: BoundsReport) -> Layout:
         if t.role is Role.PARAM:
             b = report[t.name]
             params.append(_member(t, report, f"{t.export} {list(t.shape)}, range [{b.lo}, {b.hi}]"))
-        elif t.role in (Role.ACT, Role.SCRATCH):
+        elif t.role in (Role.ACT, Role.SCRATCH) and t.name not in report.unused:
             b = report[t.name]
             doc = f"{t.doc} {list(t.shape)}, range [{b.lo}, {b.hi}]"
             slots.setdefault(t.slot, {}).setdefault(t.group, []).append(_member(t, report, doc))

@@ -9,10 +9,19 @@ Layout:
 
 * integer primitives written once with C99 semantics (semantics 2): `tdiv` truncates toward zero (NumPy `//`
   floors), `clip`, `wrap`, `saturate`, `int_sqrt`; the PCG32 generator `Pcg32` (2.3);
-* layer arithmetic: `int_linear*` (4.1), `nitro_scale` (4.3), `nitro_relu*` (4.4), `loss_grad` (4.9),
-  `sgd_update` (7.1), `augment` (3.7), `kaiming_bound` (8);
-* one `ref_<kind>_*` family per spec layer kind (`ref_linear_build/forward/local_step`), registered in
-  `REFERENCE`, plus the output layer (`ref_output_*`);
+* layer arithmetic: `int_linear*` (4.1), `int_conv2d*` (4.2: a stride-1 cross-correlation computed as one channel
+  contraction per kernel offset, never a full-batch im2col), `nitro_scale` (4.3), `nitro_relu*` (4.4), pools on a
+  `PoolGeometry` (`max_pool*` 4.5, `avg_pool*` 4.6), `dropout` (4.8), `loss_grad` (4.9), `sgd_update` (7.1),
+  `augment` (3.7), `kaiming_bound` (8), and `learning_pool_search` (5.2), written here from the semantics text;
+* one `ref_<kind>_*` family per spec layer kind, registered in `REFERENCE`, plus the output layer (`ref_output_*`):
+  - MLP family: `linear` blocks (`ref_linear_build/forward/local_step`, 5.1) and `dropout` items
+    (`ref_dropout_*`: draws from rng_train in forward order, identity in evaluation);
+  - CNN family: `conv` blocks (`ref_conv_*`, 5.2/6.3: conv, scaling, ReLU; a local step through the learning pool,
+    the learning linear and back to the conv weight gradient), feature-extractor pools `maxpool`/`avgpool`
+    (`ref_pool_*`, forward only, kernel = stride, no padding) and dropouts, then linear blocks.
+  Activations between items are int64 arrays: (N, C, H, W) in the feature extractor, (N, F) after a linear block
+  (which flattens its input, like the output layer). Blocks are numbered among blocks only (`b0`, `b1`, ...;
+  `blocks.<j>.*` parameters); pools and dropouts by their layer index (`pool<i>_y`, `drop<i>_y`);
 * `Model`: parameters, `train_step` in the published order of semantics 6.2 (the whole forward first, then the
   output update, then every block's local step(s)), `predict`, `evaluate`.
 
@@ -29,14 +38,16 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from nitrogen.spec import RELU_TABLE, LinearBlock, Semantics
+from nitrogen.spec import RELU_TABLE, AvgPool, ConvBlock, Dropout, LinearBlock, MaxPool, Semantics
 from nitrogen.spec import Model as SpecModel
 
 __all__ = [
     "RangeViolation", "StepStats", "LayerInfo", "Model", "Pcg32", "REFERENCE",
     "tdiv", "int_sqrt", "clip", "wrap", "saturate", "kaiming_bound", "nitro_scale", "nitro_relu",
     "nitro_relu_backward", "loss_grad", "sgd_terms", "sgd_update", "augment",
-    "int_linear", "int_linear_input_grad", "int_linear_weight_grad",
+    "int_linear", "int_linear_input_grad", "int_linear_weight_grad", "int_conv2d", "int_conv2d_weight_grad",
+    "PoolGeometry", "learning_pool_search", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward",
+    "dropout_factor", "dropout",
 ]
 
 Int = Any  # a Python int, a NumPy integer or an integer ndarray
@@ -80,7 +91,8 @@ def tdiv(a: Int, b: int) -> Int:
     x = _i64(a)
     if b > INT64_MAX:  # |x| <= 2^63 - 1 < b, so every quotient is 0
         return np.zeros_like(x)
-    return np.where(x < 0, -((-x) // b), x // b)
+    q = np.abs(x) // b  # one division: |x| // b is the truncated quotient's magnitude
+    return np.where(x < 0, -q, q)
 
 
 def int_sqrt(n: int) -> int:
@@ -304,6 +316,107 @@ def int_linear_weight_grad(delta: Int, x: Int, semantics: Semantics | str) -> np
                     "linear weight gradient")
 
 
+# Below this many terms per int32 chunk, the per-call overhead outweighs int32's speed: use one int64 sum instead.
+MIN_INT32_CHUNK = 256
+
+
+def _dot_nt(a: np.ndarray, b: np.ndarray, amax: int, bmax: int, semantics: Semantics, what: str) -> np.ndarray:
+    """out[i][j] = sum_k a[i][k]*b[j][k] as int64: wrap32 of the sum (reference), or exact (nitrogen).
+
+    `amax`/`bmax` bound |a| and |b| (computed once by the caller, which calls this per kernel offset). Both operands
+    should be C-contiguous with the contracted axis last: that is NumPy einsum's fast integer path (several times
+    faster in int32 than in int64; integer matmul has no BLAS path and is slower still). In nitrogen mode the sum
+    runs in int32 when K*amax*bmax fits, else in int32 chunks of K' terms with K'*amax*bmax <= 2^31-1 added into an
+    int64 total (the exact chunking of semantics 10.2), else in int64; it is refused when even int64 cannot hold it.
+    """
+    k = a.shape[1]
+    if semantics is Semantics.REFERENCE:
+        # uint32 arithmetic is modular, so this is the exact sum mod 2^32 (semantics 12.1), read back as int32.
+        out = np.einsum("ik,jk->ij", a.astype(np.uint32, copy=False), b.astype(np.uint32, copy=False))
+        return out.view(np.int32).astype(np.int64)
+    per = amax * bmax
+    if per == 0 or k == 0:
+        return np.zeros((a.shape[0], b.shape[0]), dtype=np.int64)
+    if per * k > INT64_MAX:
+        raise OverflowError(f"{what}: a sum of {k} products may exceed int64; nitrogen needs exact values")
+    if per <= INT32_MAX:
+        chunk = INT32_MAX // per
+        a32, b32 = a.astype(np.int32, copy=False), b.astype(np.int32, copy=False)
+        if chunk >= k:
+            return np.einsum("ik,jk->ij", a32, b32).astype(np.int64)
+        if chunk >= MIN_INT32_CHUNK:
+            total = np.zeros((a.shape[0], b.shape[0]), dtype=np.int64)
+            for s in range(0, k, chunk):
+                total += np.einsum("ik,jk->ij", a32[:, s:s + chunk], b32[:, s:s + chunk])
+            return total
+    return np.einsum("ik,jk->ij", a.astype(np.int64, copy=False), b.astype(np.int64, copy=False))
+
+
+def _narrow(a: np.ndarray, semantics: Semantics) -> tuple[np.ndarray, int]:
+    """`a` converted once for `_dot_nt` (uint32 residues in reference, int32 when it fits in nitrogen) and max|a|."""
+    if semantics is Semantics.REFERENCE:
+        return a.astype(np.uint32), 0
+    m = _max_abs(a)
+    return (a.astype(np.int32) if m <= INT32_MAX else a.astype(np.int64)), m
+
+
+def int_conv2d(x: Int, w: Int, padding: int, semantics: Semantics | str) -> np.ndarray:
+    """4.2 forward, stride 1, zero padding p: acc[n][f][h][w] = sum_c sum_a sum_b W[f][c][a][b]*x_pad[n][c][h+a][w+b]
+    (cross-correlation, no kernel flip); reference wraps it with wrap32.
+
+    Computed as k*k channel contractions, one per kernel offset (a, b), over shifted views of the padded input in
+    NHWC layout, so that no full-batch im2col (k*k times the input) is ever materialised."""
+    sem = _sem(semantics)
+    x, w = _i64(x), _i64(w)
+    n, c, h, wd = x.shape
+    f, c2, k, k2 = w.shape
+    p = int(padding)
+    if c2 != c or k2 != k or p < 0:
+        raise ValueError(f"conv weight {w.shape} does not fit input {x.shape} with padding {p}")
+    ho, wo = h + 2 * p - k + 1, wd + 2 * p - k + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"kernel {k} with padding {p} does not fit a {h}x{wd} input")
+    xp = np.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=np.int64)
+    xp[:, p:p + h, p:p + wd, :] = x.transpose(0, 2, 3, 1)
+    xp_n, xmax = _narrow(xp, sem)
+    del xp
+    wmax = _max_abs(w)
+    if sem is Semantics.NITROGEN and xmax * wmax * c * k * k > INT64_MAX:
+        raise OverflowError("conv accumulator: the sum may exceed int64; nitrogen needs exact values")
+    acc = np.zeros((n * ho * wo, f), dtype=np.int64)
+    for a in range(k):
+        for b in range(k):
+            xs = xp_n[:, a:a + ho, b:b + wo, :].reshape(-1, c)  # a contiguous copy: rows (n, h, w), channels last
+            wab = np.ascontiguousarray(w[:, :, a, b])
+            acc += _dot_nt(xs, wab, xmax, _max_abs(wab), sem, "conv accumulator")
+    if sem is Semantics.REFERENCE:
+        acc = wrap(acc, 32)  # each partial is already wrap32; their sum is the same residue modulo 2^32
+    return np.ascontiguousarray(acc.reshape(n, ho, wo, f).transpose(0, 3, 1, 2))
+
+
+def int_conv2d_weight_grad(dz: Int, x: Int, kernel: int, padding: int, semantics: Semantics | str) -> np.ndarray:
+    """4.2 backward: G[f][c][a][b] = sum_n sum_h sum_w dz[n][f][h][w]*x_pad[n][c][h+a][w+b] over every output
+    position (a batch sum); reference wraps it with wrap32. One contraction over (n, h, w) per kernel offset."""
+    sem = _sem(semantics)
+    dz, x = _i64(dz), _i64(x)
+    n, f, ho, wo = dz.shape
+    n2, c, h, wd = x.shape
+    k, p = int(kernel), int(padding)
+    if n2 != n or ho != h + 2 * p - k + 1 or wo != wd + 2 * p - k + 1:
+        raise ValueError(f"conv gradient {dz.shape} does not fit input {x.shape}, kernel {k}, padding {p}")
+    dzt, dmax = _narrow(dz.transpose(1, 0, 2, 3).reshape(f, -1), sem)  # (f, n*ho*wo), positions last
+    xp = np.zeros((c, n, h + 2 * p, wd + 2 * p), dtype=np.int64)
+    xp[:, :, p:p + h, p:p + wd] = x.transpose(1, 0, 2, 3)
+    xp_n, xmax = _narrow(xp, sem)
+    del xp
+    g = np.empty((f, c, k, k), dtype=np.int64)
+    for a in range(k):
+        for b in range(k):
+            xs = xp_n[:, :, a:a + ho, b:b + wo].reshape(c, -1)  # (c, n*ho*wo), in the order of dzt's columns
+            g[:, :, a, b] = _dot_nt(dzt, xs, dmax, xmax, sem, "conv weight gradient")
+    return g
+
+
 def nitro_scale(acc: Int, sf: int) -> Int:
     """4.3 NITRO-Scaling: clip(tdiv(acc, SF), -127, 127)."""
     return clip(tdiv(acc, sf), -127, 127)
@@ -398,6 +511,151 @@ def augment(x: np.ndarray, rng: Pcg32, crop_pad: int, flip: bool, semantics: Sem
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Pools (semantics 4.5, 4.6), the learning-pool search (5.2) and dropout (4.8)
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Window geometry of semantics 4.5 on an in_h x in_w input: kernel (kh, kw), stride = kernel, padding (ph, pw).
+
+    Window (i, j) and offset (a, b) address input cell (i*kh + a - ph, j*kw + b - pw), padding when outside."""
+
+    kh: int
+    kw: int
+    ph: int
+    pw: int
+    in_h: int
+    in_w: int
+
+    def __post_init__(self) -> None:
+        if not (self.kh >= 1 and self.kw >= 1 and 0 <= self.ph <= self.kh // 2 and 0 <= self.pw <= self.kw // 2):
+            raise ValueError(f"bad pool geometry {self}: need 0 <= ph <= kh//2 and 0 <= pw <= kw//2")
+        if self.out_h < 1 or self.out_w < 1:
+            raise ValueError(f"pool kernel ({self.kh}, {self.kw}) does not fit a {self.in_h}x{self.in_w} input")
+
+    @property
+    def out_h(self) -> int:
+        return (self.in_h + 2 * self.ph - self.kh) // self.kh + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.in_w + 2 * self.pw - self.kw) // self.kw + 1
+
+    @property
+    def window(self) -> int:
+        return self.kh * self.kw
+
+    def _span(self) -> tuple[int, int]:
+        """Rows and columns of the input that lie in some window (the rest are ignored and get zero gradient)."""
+        return (min(self.in_h, self.out_h * self.kh - self.ph), min(self.in_w, self.out_w * self.kw - self.pw))
+
+
+def learning_pool_search(c_out: int, size: int, decoder_dim: int) -> tuple[PoolGeometry | None, int]:
+    """The learning-pool search of semantics 5.2 for a C_out x size x size block output, with decoder dimension P.
+
+    Returns (geometry, D): geometry is None when the loop keeps kh = kw = 1 (no learning pool), and D is the
+    learning linear's fan-in C_out*dh*dw, which may stay above P when the loop stops on kh >= size."""
+    kh = kw = 1
+    dh = dw = size
+    d = c_out * dh * dw
+    while d > decoder_dim and kh < size:
+        kh = 2 * kh
+        dh = (size + kh - 1) // kh
+        d = c_out * dh * dw
+        if d > decoder_dim:
+            kw = 2 * kw
+            dw = (size + kw - 1) // kw
+            d = c_out * dh * dw
+    if kh == 1 and kw == 1:
+        return None, d
+    ph = (kh * (dh - size // kh)) // 2
+    pw = (kw * (dw - size // kw)) // 2
+    g = PoolGeometry(kh, kw, ph, pw, size, size)
+    assert (g.out_h, g.out_w) == (dh, dw), (g, dh, dw)  # 5.2: "the pooled size is exactly (dh, dw)"
+    return g, d
+
+
+def _windows(a: np.ndarray, g: PoolGeometry, fill: int) -> np.ndarray:
+    """(N, C, out_h, out_w, kh*kw) int64: every window's cells in row-major window order, padding set to `fill`."""
+    n, c = a.shape[:2]
+    gh, gw = g.out_h * g.kh, g.out_w * g.kw
+    rows, cols = g._span()
+    grid = np.full((n, c, gh, gw), fill, dtype=np.int64)
+    grid[:, :, g.ph:g.ph + rows, g.pw:g.pw + cols] = a[:, :, :rows, :cols]
+    return grid.reshape(n, c, g.out_h, g.kh, g.out_w, g.kw).transpose(0, 1, 2, 4, 3, 5).reshape(
+        n, c, g.out_h, g.out_w, g.window)
+
+
+def _unwindows(win: np.ndarray, g: PoolGeometry) -> np.ndarray:
+    """Inverse of `_windows`: (N, C, in_h, in_w) int64; padding cells are dropped, uncovered cells are 0."""
+    n, c = win.shape[:2]
+    grid = win.reshape(n, c, g.out_h, g.out_w, g.kh, g.kw).transpose(0, 1, 2, 4, 3, 5).reshape(
+        n, c, g.out_h * g.kh, g.out_w * g.kw)
+    rows, cols = g._span()
+    out = np.zeros((n, c, g.in_h, g.in_w), dtype=np.int64)
+    out[:, :, :rows, :cols] = grid[:, :, g.ph:g.ph + rows, g.pw:g.pw + cols]
+    return out
+
+
+def _check_pool_input(a: np.ndarray, g: PoolGeometry) -> np.ndarray:
+    a = _i64(a)
+    if a.ndim != 4 or a.shape[2:] != (g.in_h, g.in_w):
+        raise ValueError(f"pool input {a.shape} does not match the geometry {g}")
+    return a
+
+
+def max_pool(a: Int, g: PoolGeometry, semantics: Semantics | str) -> tuple[np.ndarray, np.ndarray]:
+    """4.5 forward: (y, argmax). The argmax is the first candidate with the largest value in row-major window order
+    (np.argmax returns the first maximum). Candidates: `reference` every cell, padding holding 0; `nitrogen` the
+    real cells only (padding is set to the int64 minimum in this int64 working copy, and every window holds a real
+    cell because ph < kh and pw < kw). y keeps the input's values."""
+    a = _check_pool_input(a, g)
+    fill = 0 if _sem(semantics) is Semantics.REFERENCE else -(1 << 63)
+    win = _windows(a, g, fill)
+    arg = np.argmax(win, axis=-1)
+    y = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+    return y, arg
+
+
+def max_pool_backward(delta: Int, arg: np.ndarray, g: PoolGeometry) -> np.ndarray:
+    """4.5 backward: zeros of the input's shape, each window's delta written to its argmax cell. An argmax on a
+    padding cell (reference only) lands outside the input and is discarded; uncovered rows/columns stay 0."""
+    d = _i64(delta)
+    win = np.zeros(d.shape + (g.window,), dtype=np.int64)
+    np.put_along_axis(win, np.asarray(arg)[..., None], d[..., None], axis=-1)
+    return _unwindows(win, g)
+
+
+def avg_pool(a: Int, g: PoolGeometry) -> np.ndarray:
+    """4.6 forward: tdiv(sum of the window, kh*kw), zero padding counting in the divisor."""
+    win = _windows(_check_pool_input(a, g), g, 0)
+    return tdiv(win.sum(axis=-1, dtype=np.int64), g.window)
+
+
+def avg_pool_backward(delta: Int, g: PoolGeometry) -> np.ndarray:
+    """4.6 backward: every real cell of a window receives tdiv(delta, kh*kw); padding is discarded, uncovered 0."""
+    q = tdiv(_i64(delta), g.window)
+    return _unwindows(np.broadcast_to(q[..., None], q.shape + (g.window,)), g)
+
+
+def dropout_factor(pct: int) -> int:
+    """4.8 rescale R = floor(100000 / (100 - pct)), in integers (1000/(1 - rate) in floating point is wrong)."""
+    pct = int(pct)
+    if not 1 <= pct <= 99:
+        raise ValueError(f"dropout rate must be 1..99 percent, got {pct}")
+    return 100_000 // (100 - pct)
+
+
+def dropout(x: Int, pct: int, rng: Pcg32) -> np.ndarray:
+    """4.8 training forward: m = keep(pct) = [uniform_int(0, 99) >= pct] for every element in C-order (sample
+    outermost), drawn from `rng`; y = tdiv(x*m*R, 1000). Exactly x.size draws (vectorised, same values and state)."""
+    x = _i64(x)
+    r = dropout_factor(pct)
+    m = (rng.uniform_ints(0, 99, x.size) >= pct).astype(np.int64).reshape(x.shape)
+    return tdiv(x * m * r, 1000)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Per-kind reference layers
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -407,28 +665,62 @@ class LayerInfo:
 
     name: str  # "blocks.0.forward.weight", "blocks.0.learning.weight", "output.weight"
     prefix: str  # range-name prefix: "b0", "b0_l", "out"
-    in_features: int
+    in_features: int  # fan_in: in_features of a linear, C_in*k*k of a conv
     out_features: int
     sf: int
     amp: int
     decay_inv: int
     gain_milli: int
     bound: int
+    dims: tuple[int, ...] = ()  # the weight's shape when it is not (out, in): (C_out, C_in, k, k) for a conv
 
     @property
-    def shape(self) -> tuple[int, int]:
-        return (self.out_features, self.in_features)
+    def shape(self) -> tuple[int, ...]:
+        return self.dims or (self.out_features, self.in_features)
 
 
 @dataclass
 class LinearBlockState:
-    """A linear block at run time: its index, slope and its forward and learning layers."""
+    """A linear block at run time: its block index, slope and its forward and learning layers."""
 
     index: int
     slope_inv: int
     fwd: LayerInfo
     learn: LayerInfo
     kind: str = "linear"
+
+
+@dataclass
+class ConvBlockState:
+    """A conv block at run time: block index, geometry, slope, learning pool (None when kh = kw = 1) and layers."""
+
+    index: int
+    kernel: int
+    padding: int
+    slope_inv: int
+    pool: PoolGeometry | None
+    pool_type: str  # "max" or "avg"
+    fwd: LayerInfo
+    learn: LayerInfo
+    kind: str = "conv"
+
+
+@dataclass
+class PoolState:
+    """A feature-extractor pool (kernel = stride, no padding): its layer index, type and geometry."""
+
+    index: int
+    kind: str  # "maxpool" or "avgpool"
+    geometry: PoolGeometry
+
+
+@dataclass
+class DropoutState:
+    """A dropout item: its layer index, rate and rescale factor R."""
+
+    index: int
+    pct: int
+    factor: int
 
 
 def eval_sample_count(n_test: int, batch_size: int, semantics: Semantics) -> int:
@@ -443,7 +735,8 @@ def eval_sample_count(n_test: int, batch_size: int, semantics: Semantics) -> int
 class RefKind:
     """What the reference does for one spec layer kind.
 
-    build(model, layer, index, in_shape) -> (state, out_shape, [LayerInfo in construction order]);
+    build(model, layer, index, block, in_shape) -> (state, out_shape, [LayerInfo in construction order]), with
+    `index` the layer's position in `layers` and `block` its position among blocks (-1 for pools and dropouts);
     forward(model, state, a, saved) -> next activation (saved: dict to fill in training, None in evaluation);
     local_step(model, state, saved, onehot) -> local logits (None for items without a local loss).
     """
@@ -453,7 +746,13 @@ class RefKind:
     local_step: Callable[..., np.ndarray] | None
 
 
-def ref_linear_build(model: Model, layer: LinearBlock, index: int,
+def _learning_info(model: Model, block: int, fan_in: int, gain: int) -> LayerInfo:
+    """5.1/5.2 learning linear fan_in -> C: SF 256*fan_in, amp 1, subnet_decay_inv."""
+    return LayerInfo(f"blocks.{block}.learning.weight", f"b{block}_l", fan_in, model.num_classes, 256 * fan_in, 1,
+                     model.spec.train.subnet_decay_inv, gain, kaiming_bound(fan_in, gain))
+
+
+def ref_linear_build(model: Model, layer: LinearBlock, index: int, block: int,
                      in_shape: tuple[int, ...]) -> tuple[LinearBlockState, tuple[int, ...], list[LayerInfo]]:
     """5.1: forward linear in->out (SF 256*in, amp_model, fwd_decay_inv), learning linear out->C (SF 256*out,
     amp 1, subnet_decay_inv). Both draw their init bound with the block's gain (DECISION, see Model)."""
@@ -461,11 +760,10 @@ def ref_linear_build(model: Model, layer: LinearBlock, index: int,
     n_in, n_out, s = prod(in_shape), layer.out_features, layer.slope_inv
     _relu_mu(s)
     gain = model.gain_milli(s)
-    fwd = LayerInfo(f"blocks.{index}.forward.weight", f"b{index}", n_in, n_out, 256 * n_in, t.amp_model,
+    fwd = LayerInfo(f"blocks.{block}.forward.weight", f"b{block}", n_in, n_out, 256 * n_in, t.amp_model,
                     t.fwd_decay_inv, gain, kaiming_bound(n_in, gain))
-    learn = LayerInfo(f"blocks.{index}.learning.weight", f"b{index}_l", n_out, model.num_classes, 256 * n_out, 1,
-                      t.subnet_decay_inv, gain, kaiming_bound(n_out, gain))
-    return LinearBlockState(index, s, fwd, learn), (n_out,), [fwd, learn]
+    learn = _learning_info(model, block, n_out, gain)
+    return LinearBlockState(block, s, fwd, learn), (n_out,), [fwd, learn]
 
 
 def ref_linear_forward(model: Model, st: LinearBlockState, a: np.ndarray,
@@ -481,27 +779,159 @@ def ref_linear_forward(model: Model, st: LinearBlockState, a: np.ndarray,
     return h
 
 
+def _learning_step(model: Model, learn: LayerInfo, p: np.ndarray, onehot: np.ndarray) -> tuple[np.ndarray,
+                                                                                                np.ndarray]:
+    """6.3, learning linear part: local logits with the current W_l, loss gradient, δp with W_l before its update,
+    then G_l and IntegerSGD of W_l. Returns (logits, δp) on the flattened (N, D) learning input p."""
+    sem = model.semantics
+    lp = learn.prefix
+    w_l = model._w[learn.name]
+    acc = model._checked(f"{lp}_acc", int_linear(p, w_l, sem))
+    logits = model._checked(f"{lp}_logits", nitro_scale(acc, learn.sf))
+    delta = model._checked(f"{lp}_delta", loss_grad(logits, onehot, sem))
+    dp = model._checked(f"{lp}_dx", int_linear_input_grad(delta, w_l, sem))  # W_l before its update
+    g_l = model._checked(f"{lp}_grad", int_linear_weight_grad(delta, p, sem))
+    model._sgd(learn, g_l)
+    return logits, dp
+
+
 def ref_linear_local_step(model: Model, st: LinearBlockState, saved: dict[str, np.ndarray],
                           onehot: np.ndarray) -> np.ndarray:
     """6.3 LOCAL_STEP of a linear block; returns the local logits (computed with the pre-update learning weights)."""
     sem = model.semantics
-    lp, fp = st.learn.prefix, st.fwd.prefix
-    w_l = model._w[st.learn.name]
-    p = saved["h"]
-    acc = model._checked(f"{lp}_acc", int_linear(p, w_l, sem))
-    logits = model._checked(f"{lp}_logits", nitro_scale(acc, st.learn.sf))
-    delta = model._checked(f"{lp}_delta", loss_grad(logits, onehot, sem))
-    dp = model._checked(f"{lp}_dx", int_linear_input_grad(delta, w_l, sem))  # W_l before its update
-    g_l = model._checked(f"{lp}_grad", int_linear_weight_grad(delta, p, sem))
-    model._sgd(st.learn, g_l)
+    fp = st.fwd.prefix
+    logits, dp = _learning_step(model, st.learn, saved["h"], onehot)
     dz = model._checked(f"{fp}_dz", nitro_relu_backward(dp, saved["z"], st.slope_inv, sem))  # scaling bwd = id
     g_f = model._checked(f"{fp}_grad", int_linear_weight_grad(dz, saved["x"], sem))
     model._sgd(st.fwd, g_f)
     return logits
 
 
+def _spatial(in_shape: tuple[int, ...], what: str) -> tuple[int, int, int]:
+    if len(in_shape) != 3:
+        raise ValueError(f"a {what} needs a (C, H, W) input, got {in_shape}: conv blocks and pools come before "
+                         "every linear block (semantics 5.5)")
+    c, h, w = in_shape
+    return c, h, w
+
+
+def ref_conv_build(model: Model, layer: ConvBlock, index: int, block: int,
+                   in_shape: tuple[int, ...]) -> tuple[ConvBlockState, tuple[int, ...], list[LayerInfo]]:
+    """5.2: forward conv C_in -> C_out (SF 256*C_in*k^2, fan_in C_in*k^2, amp_conv, fwd_decay_inv), the learning-pool
+    search with the layer's decoder_dim, learning linear D -> C (SF 256*D, amp 1, subnet_decay_inv)."""
+    t = model.spec.train
+    c_in, h, w = _spatial(in_shape, "conv block")
+    if h != w:
+        raise ValueError(f"conv block {block} needs a square input, got {h}x{w} (semantics 5.5)")
+    k, p, s, c_out = layer.kernel, layer.padding, layer.slope_inv, layer.out_channels
+    _relu_mu(s)
+    h_o = h + 2 * p - k + 1
+    if k < 1 or p < 0 or h_o < 1:
+        raise ValueError(f"conv block {block}: kernel {k} with padding {p} does not fit a {h}x{w} input")
+    if layer.learning_pool not in ("max", "avg"):
+        raise ValueError(f"conv block {block}: unknown learning pool type '{layer.learning_pool}'")
+    pool, d = learning_pool_search(c_out, h_o, layer.decoder_dim)
+    if (model.semantics is Semantics.REFERENCE and layer.learning_pool == "avg" and pool is not None
+            and (pool.ph or pool.pw)):
+        raise ValueError(f"conv block {block}: reference semantics reject an avg learning pool with padding "
+                         f"({pool.ph}, {pool.pw}) (semantics 4.6)")
+    amp = t.amp_model
+    # 5.2: the adjusted conv amplification is a nitrogen-only opt-in; reference must never apply it.
+    if t.conv_amp_adjust and model.semantics is Semantics.NITROGEN:
+        adj = (h_o * h_o) // (pool.window if pool is not None else 1)
+        if adj < 1:
+            # DECISION: H_o^2 < kh*kw (possible when the search stops with kh > H_o) would make A = 0; refuse it
+            # rather than invent a clamp that the C side might not share.
+            raise ValueError(f"conv block {block}: conv_amp_adjust gives amp {t.amp_model}*({h_o}^2 // "
+                             f"{pool.window if pool else 1}) = 0")
+        amp = t.amp_model * adj
+    fan_in = c_in * k * k
+    gain = model.gain_milli(s)
+    fwd = LayerInfo(f"blocks.{block}.forward.weight", f"b{block}", fan_in, c_out, 256 * fan_in, amp,
+                    t.fwd_decay_inv, gain, kaiming_bound(fan_in, gain), (c_out, c_in, k, k))
+    learn = _learning_info(model, block, d, gain)
+    st = ConvBlockState(block, k, p, s, pool, layer.learning_pool, fwd, learn)
+    return st, (c_out, h_o, h_o), [fwd, learn]
+
+
+def ref_conv_forward(model: Model, st: ConvBlockState, a: np.ndarray,
+                     saved: dict[str, np.ndarray] | None) -> np.ndarray:
+    """Block forward: integer conv2d (stride 1, zero padding), NITRO-Scaling, NITRO-ReLU; saves x_b, z_b, h_b.
+
+    x_b is saved unpadded: the weight gradient pads it again, which is the same tensor as the saved padded input."""
+    p = st.fwd.prefix
+    acc = model._checked(f"{p}_acc", int_conv2d(a, model._w[st.fwd.name], st.padding, model.semantics))
+    z = model._checked(f"{p}_z", nitro_scale(acc, st.fwd.sf))
+    h = model._checked(f"{p}_h", nitro_relu(z, st.slope_inv))
+    if saved is not None:
+        saved.update(x=a, z=z, h=h)
+    return h
+
+
+def ref_conv_local_step(model: Model, st: ConvBlockState, saved: dict[str, np.ndarray],
+                        onehot: np.ndarray) -> np.ndarray:
+    """6.3 LOCAL_STEP of a conv block: learning pool (recording the argmax), flatten, learning linear and its
+    update, unflatten, pool backward, NITRO-ReLU backward, conv weight gradient and IntegerSGD with amp_conv."""
+    sem = model.semantics
+    fp = st.fwd.prefix
+    h = saved["h"]
+    pooled, arg = h, None
+    if st.pool is not None:
+        if st.pool_type == "max":
+            pooled, arg = max_pool(h, st.pool, sem)
+        else:
+            pooled = avg_pool(h, st.pool)
+        model._checked(f"{fp}_lp", pooled)
+    logits, dp = _learning_step(model, st.learn, pooled.reshape(h.shape[0], -1), onehot)
+    dh = dp.reshape(pooled.shape)  # unflatten (4.7)
+    if st.pool is not None:
+        dh = max_pool_backward(dh, arg, st.pool) if arg is not None else avg_pool_backward(dh, st.pool)
+    dz = model._checked(f"{fp}_dz", nitro_relu_backward(dh, saved["z"], st.slope_inv, sem))  # scaling bwd = id
+    g_f = model._checked(f"{fp}_grad", int_conv2d_weight_grad(dz, saved["x"], st.kernel, st.padding, sem))
+    model._sgd(st.fwd, g_f)
+    return logits
+
+
+def ref_pool_build(model: Model, layer: MaxPool | AvgPool, index: int, block: int,
+                   in_shape: tuple[int, ...]) -> tuple[PoolState, tuple[int, ...], list[LayerInfo]]:
+    """5.5 feature-extractor pool: kernel k, stride k, no padding, so H_o = H // k (odd sizes drop a row/column)."""
+    c, h, w = _spatial(in_shape, layer.kind)
+    k = layer.kernel
+    if not 1 <= k <= min(h, w):
+        raise ValueError(f"layer {index}: pool kernel {k} does not fit a {h}x{w} input")
+    g = PoolGeometry(k, k, 0, 0, h, w)
+    return PoolState(index, layer.kind, g), (c, g.out_h, g.out_w), []
+
+
+def ref_pool_forward(model: Model, st: PoolState, a: np.ndarray, saved: dict[str, np.ndarray] | None) -> np.ndarray:
+    """Forward only, in training and evaluation alike: no argmax is kept and there is no backward (1.2)."""
+    if st.kind == "maxpool":
+        y = max_pool(a, st.geometry, model.semantics)[0]  # without padding both modes have the same candidates
+    else:
+        y = avg_pool(a, st.geometry)
+    return model._checked(f"pool{st.index}_y", y)
+
+
+def ref_dropout_build(model: Model, layer: Dropout, index: int, block: int,
+                      in_shape: tuple[int, ...]) -> tuple[DropoutState, tuple[int, ...], list[LayerInfo]]:
+    """4.8: the shape is unchanged; R = 100000 // (100 - pct)."""
+    return DropoutState(index, layer.rate_pct, dropout_factor(layer.rate_pct)), in_shape, []
+
+
+def ref_dropout_forward(model: Model, st: DropoutState, a: np.ndarray,
+                        saved: dict[str, np.ndarray] | None) -> np.ndarray:
+    """Training: the mask of 4.8 drawn from rng_train, in forward order; evaluation (saved is None): the identity,
+    with no draws."""
+    y = a if saved is None else dropout(a, st.pct, model.rng)
+    return model._checked(f"drop{st.index}_y", y)
+
+
 REFERENCE: dict[str, RefKind] = {
     "linear": RefKind(ref_linear_build, ref_linear_forward, ref_linear_local_step),
+    "conv": RefKind(ref_conv_build, ref_conv_forward, ref_conv_local_step),
+    "maxpool": RefKind(ref_pool_build, ref_pool_forward, None),
+    "avgpool": RefKind(ref_pool_build, ref_pool_forward, None),
+    "dropout": RefKind(ref_dropout_build, ref_dropout_forward, None),
 }
 
 
@@ -562,11 +992,15 @@ class Model:
     """Reference interpreter of one spec: integer-only training and inference, bit-exact with the generated C.
 
     `seed` is the run seed s: rng_train = seed(s, 0) initialises every weight (semantics 8) and then drives
-    augmentation. Kaiming gains: `reference` uses 1372 everywhere; `nitrogen` gives a block's forward and learning
-    linears the gain of that block's slope, and the output layer the gain of the last block's slope (4 without blocks).
+    augmentation and dropout masks. Kaiming gains: `reference` uses 1372 everywhere; `nitrogen` gives a block's
+    forward layer (linear or conv) and learning linear the gain of that block's slope, and the output layer the gain
+    of the last block's slope, whether that block is linear or conv (4 without blocks). DECISION: semantics 8 names
+    no slope for the output layer, which has no NITRO-ReLU of its own; the last block's slope is the slope of the
+    activation that feeds it.
     """
 
     EVAL_CHUNK = 1024
+    EVAL_ELEMENTS = 1 << 23
 
     def __init__(self, spec: SpecModel, seed: int = 0, ranges: Mapping[str, tuple[int, int]] | None = None) -> None:
         self.spec = spec
@@ -586,15 +1020,23 @@ class Model:
         self._infos: list[LayerInfo] = []
         shape: tuple[int, ...] = tuple(spec.input_shape)
         last_slope = 4
+        block = 0
+        self._widest = prod(shape)  # largest per-sample activation, to size evaluation chunks
         for index, layer in enumerate(spec.layers):
             if layer.kind not in REFERENCE:
                 raise NotImplementedError(f"the reference does not implement layer kind '{layer.kind}'")
-            state, shape, infos = REFERENCE[layer.kind].build(self, layer, index, shape)
+            kind = REFERENCE[layer.kind]
+            is_block = kind.local_step is not None
+            state, shape, infos = kind.build(self, layer, index, block if is_block else -1, shape)
             # 6.4: two local steps only for linear blocks of a network with a conv block, in reference mode.
             steps = 2 if (self.semantics is Semantics.REFERENCE and layer.kind == "linear" and has_conv) else 1
             self._items.append(_Item(layer.kind, state, steps))
             self._infos.extend(infos)
-            last_slope = getattr(layer, "slope_inv", last_slope)
+            self._widest = max(self._widest, prod(shape))
+            if is_block:
+                block += 1
+                # DECISION: the output layer's gain is that of the last block's slope, linear or conv (see class doc).
+                last_slope = getattr(layer, "slope_inv", last_slope)
         self._out = ref_output_build(self, shape, last_slope)
         self._infos.append(self._out)
         self.lr_inv = spec.train.lr_inv
@@ -761,8 +1203,10 @@ class Model:
         """Evaluation forward (semantics 6.6): no augmentation, no draws, no learning layers; int8 (N, C) logits."""
         x, _ = self._batch(x, None)
         out = np.empty((x.shape[0], self.num_classes), dtype=np.int8)
-        for start in range(0, x.shape[0], self.EVAL_CHUNK):
-            a: np.ndarray = self._checked("x", x[start:start + self.EVAL_CHUNK].astype(np.int64))
+        # Per-sample forward, so the chunk size cannot change results; keep the widest int64 activation ~64 MB.
+        chunk = max(1, min(self.EVAL_CHUNK, self.EVAL_ELEMENTS // self._widest))
+        for start in range(0, x.shape[0], chunk):
+            a: np.ndarray = self._checked("x", x[start:start + chunk].astype(np.int64))
             for item in self._items:
                 a = REFERENCE[item.kind].forward(self, item.state, a, None)
             _, logits = ref_output_forward(self, self._out, a)

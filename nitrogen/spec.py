@@ -49,12 +49,85 @@ class LinearBlock:
     kind = "linear"  # class attribute, not a field
 
 
-Layer = Union[LinearBlock]
-LAYER_KINDS: tuple[str, ...] = ("linear",)
-# The key that a DSL call's single positional argument stands for: `linear(100)`.
-PRIMARY_KEY: dict[str, str] = {"linear": "out_features"}
-# Kinds the spec language reserves for the convolutional issue; rejected clearly until then.
-PLANNED_KINDS: tuple[str, ...] = ("conv", "maxpool", "avgpool", "dropout")
+@dataclass(frozen=True, slots=True)
+class ConvBlock:
+    """Local-loss block: integer conv2d (stride 1) -> NITRO-Scaling -> NITRO-ReLU, plus its learning layers
+    (a learning pool found by the search of semantics 5.2, flatten, a learning linear to the classes)."""
+
+    out_channels: int
+    kernel: int
+    padding: int
+    slope_inv: int
+    decoder_dim: int     # P of the learning-pool search; the model's `decoder_dim` unless set on the layer
+    learning_pool: str   # "max" (paper) or "avg"; the model's `learning_pool` unless set on the layer
+    span: Span
+    kind = "conv"
+
+
+@dataclass(frozen=True, slots=True)
+class MaxPool:
+    """Feature-extractor max pool: kernel k, stride k, no padding, forward only (semantics 4.5, 5.5)."""
+
+    kernel: int
+    span: Span
+    kind = "maxpool"
+
+
+@dataclass(frozen=True, slots=True)
+class AvgPool:
+    """Feature-extractor average pool: kernel k, stride k, no padding, forward only (semantics 4.6, 5.5)."""
+
+    kernel: int
+    span: Span
+    kind = "avgpool"
+
+
+@dataclass(frozen=True, slots=True)
+class Dropout:
+    """Training-only dropout of `rate_pct` percent with the integer rescale of semantics 4.8."""
+
+    rate_pct: int
+    span: Span
+    kind = "dropout"
+
+
+Layer = Union[LinearBlock, ConvBlock, MaxPool, AvgPool, Dropout]
+Block = Union[LinearBlock, ConvBlock]
+LAYER_KINDS: tuple[str, ...] = ("linear", "conv", "maxpool", "avgpool", "dropout")
+BLOCK_KINDS: tuple[str, ...] = ("linear", "conv")
+# The key that a DSL call's single positional argument stands for: `linear(100)`, `conv(128)`, `dropout(10)`.
+PRIMARY_KEY: dict[str, str] = {"linear": "out_features", "conv": "out_channels", "maxpool": "kernel",
+                               "avgpool": "kernel", "dropout": "rate_pct"}
+LEARNING_POOLS: tuple[str, ...] = ("max", "avg")
+DECODER_DIM = 4096  # semantics 5.6: the paper's decoder dimension (an ablation over 512-8192 favoured it)
+
+
+def dropout_scale(rate_pct: int) -> int:
+    """R = floor(100000 / (100 - pct)), the integer rescale of semantics 4.8 (never via floating point)."""
+    return 100_000 // (100 - rate_pct)
+
+
+def learning_pool_search(c_out: int, size: int, decoder_dim: int) -> tuple[int, int, int, int, int, int, int]:
+    """The learning-pool search of semantics 5.2 for a C_out x size x size block output.
+
+    Returns (kh, kw, ph, pw, dh, dw, D); kh = kw = 1 means no learning pool. D may stay above
+    `decoder_dim` when the loop stops because kh >= size (accepted by the semantics)."""
+    kh = kw = 1
+    dh = dw = size
+    d = c_out * dh * dw
+    while d > decoder_dim and kh < size:
+        kh *= 2
+        dh = -(-size // kh)
+        d = c_out * dh * dw
+        if d > decoder_dim:
+            kw *= 2
+            dw = -(-size // kw)
+            d = c_out * dh * dw
+    ph = pw = 0
+    if kh > 1 or kw > 1:
+        ph = (kh * (dh - size // kh)) // 2
+        pw = (kw * (dw - size // kw)) // 2
+    return kh, kw, ph, pw, dh, dw, d
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +169,7 @@ class Train:
     plateau: Plateau
     early_stopping: EarlyStopping
     augment: Augment
+    conv_amp_adjust: bool  # nitrogen-only opt-in: conv amp = amp_model * (H_o^2 // (kh*kw)) (semantics 5.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +188,8 @@ class Model:
     semantics: Semantics
     weight_bits: int
     layers: tuple[Layer, ...]
+    decoder_dim: int      # default P of the conv blocks' learning-pool search (semantics 5.2)
+    learning_pool: str    # default learning-pool type of conv blocks: "max" or "avg"
     train: Train
     init: Init
     source: str  # path as given by the user
@@ -125,6 +201,15 @@ class Model:
         while key and key not in table:
             key = key.rpartition(".")[0]
         return table.get(key, table[""])
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        """The local-loss blocks, in order (their position among blocks is the block index)."""
+        return tuple(layer for layer in self.layers if isinstance(layer, (LinearBlock, ConvBlock)))
+
+    @property
+    def has_conv(self) -> bool:
+        return any(isinstance(layer, ConvBlock) for layer in self.layers)
 
     @property
     def input_len(self) -> int:
@@ -157,8 +242,14 @@ def _plain(obj: Any) -> Any:
 
 
 def with_semantics(model: Model, semantics: str | None) -> Model:
-    """The `--semantics` override of the CLI."""
-    return model if semantics is None else replace(model, semantics=Semantics(semantics))
+    """The `--semantics` override of the CLI; re-runs the checks that depend on the mode."""
+    if semantics is None:
+        return model
+    out = replace(model, semantics=Semantics(semantics))
+    sink = DiagnosticSink()
+    _check_model(out, sink)
+    sink.raise_if_any()
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,6 +261,8 @@ class _Builder:
         self.source = source
         self.sink = sink
         self.spans: dict[str, Span] = {}
+        self.decoder_dim = DECODER_DIM
+        self.learning_pool = "max"
 
     # -- generic helpers ------------------------------------------------------------------
     def mapping(self, node: TNode, path: str, allowed: dict[str, str]) -> dict[str, TNode]:
@@ -234,7 +327,7 @@ class _Builder:
     # -- sections -------------------------------------------------------------------------
     def model(self, root: TNode) -> Model:
         keys = {"name": "", "input": "", "num_classes": "", "target_value": "", "semantics": "",
-                "weight_bits": "", "layers": "", "train": "", "init": ""}
+                "weight_bits": "", "decoder_dim": "", "learning_pool": "", "layers": "", "train": "", "init": ""}
         top = self.mapping(root, "", keys)
         here = root.span
         self.spans[""] = here
@@ -248,11 +341,14 @@ class _Builder:
                                           tuple(s.value for s in Semantics), here))
         bits = self.integer(top.get("weight_bits"), "weight_bits", 16, 8, 32, here,
                             "nitrogen stores weights in b bits with 8 <= b <= 32 (initial weights reach 64)")
+        self.decoder_dim = self.integer(top.get("decoder_dim"), "decoder_dim", DECODER_DIM, 1, MAX_FAN_IN, here,
+                                        "the largest fan-in wanted for a conv block's learning linear")
+        self.learning_pool = self.choice(top.get("learning_pool"), "learning_pool", "max", LEARNING_POOLS, here)
         layers = self.layers(top.get("layers"), here)
         train = self.train(top.get("train"), here, classes)
         init = self.init(top.get("init"))
-        return Model(name, shape, classes, target, semantics, bits, layers, train, init, self.source,
-                     tuple(sorted(self.spans.items())))
+        return Model(name, shape, classes, target, semantics, bits, layers, self.decoder_dim, self.learning_pool,
+                     train, init, self.source, tuple(sorted(self.spans.items())))
 
     def name(self, node: TNode | None, span: Span) -> str:
         if node is None:
@@ -307,11 +403,6 @@ class _Builder:
             self.sink.error("E205", f"'{path}.kind' must be a name, got {_describe(kind_node)}", kind_node.span)
             return None
         kind = kind_node.value
-        if kind in PLANNED_KINDS:
-            self.sink.error("E209", f"layer kind '{kind}' is not supported yet", kind_node.span,
-                            hint="convolutions, pooling and dropout arrive with CNN support; "
-                                 f"supported now: {', '.join(LAYER_KINDS)}")
-            return None
         if kind not in LAYER_KINDS:
             self.sink.error("E207", f"unknown layer kind '{kind}'", kind_node.span,
                             hint=did_you_mean(kind, LAYER_KINDS))
@@ -321,15 +412,47 @@ class _Builder:
     def linear(self, node: TMap, path: str) -> LinearBlock:
         args = self.mapping(node, path, {"kind": "", "out_features": "", "slope_inv": ""})
         out = self.integer(args.get("out_features"), f"{path}.out_features", None, 1, MAX_DIM, node.span)
-        slope = self.integer(args.get("slope_inv"), f"{path}.slope_inv", 4, 1, 1 << 30, node.span)
+        return LinearBlock(out, self.slope(args, path, node.span), node.span)
+
+    def slope(self, args: dict[str, TNode], path: str, span: Span) -> int:
+        slope = self.integer(args.get("slope_inv"), f"{path}.slope_inv", 4, 1, 1 << 30, span)
         if slope not in RELU_TABLE and "slope_inv" in args:
             self.sink.error("E207", f"'{path}.slope_inv' is {slope}", args["slope_inv"].span,
                             hint=f"NITRO-ReLU supports slope_inv in {', '.join(map(str, RELU_TABLE))}")
-        return LinearBlock(out, slope, node.span)
+            return 4
+        return slope
+
+    def conv(self, node: TMap, path: str) -> ConvBlock:
+        args = self.mapping(node, path, {"kind": "", "out_channels": "", "kernel": "", "padding": "",
+                                         "slope_inv": "", "decoder_dim": "", "learning_pool": ""})
+        out = self.integer(args.get("out_channels"), f"{path}.out_channels", None, 1, MAX_DIM, node.span)
+        kernel = self.integer(args.get("kernel"), f"{path}.kernel", 3, 1, 255, node.span,
+                              "square kernels of 1 to 255 cells per side")
+        # Decision: the default padding keeps the spatial size for odd kernels ("same"), as the paper's 3x3/1.
+        padding = self.integer(args.get("padding"), f"{path}.padding", kernel // 2, 0, kernel - 1, node.span,
+                               "zero padding p must satisfy 0 <= p < kernel")
+        decoder = self.integer(args.get("decoder_dim"), f"{path}.decoder_dim", self.decoder_dim, 1, MAX_FAN_IN,
+                               node.span)
+        pool = self.choice(args.get("learning_pool"), f"{path}.learning_pool", self.learning_pool, LEARNING_POOLS,
+                           node.span)
+        return ConvBlock(out, kernel, padding, self.slope(args, path, node.span), decoder, pool, node.span)
+
+    def maxpool(self, node: TMap, path: str) -> MaxPool:
+        args = self.mapping(node, path, {"kind": "", "kernel": ""})
+        return MaxPool(self.integer(args.get("kernel"), f"{path}.kernel", 2, 1, 255, node.span), node.span)
+
+    def avgpool(self, node: TMap, path: str) -> AvgPool:
+        args = self.mapping(node, path, {"kind": "", "kernel": ""})
+        return AvgPool(self.integer(args.get("kernel"), f"{path}.kernel", 2, 1, 255, node.span), node.span)
+
+    def dropout(self, node: TMap, path: str) -> Dropout:
+        args = self.mapping(node, path, {"kind": "", "rate_pct": ""})
+        return Dropout(self.integer(args.get("rate_pct"), f"{path}.rate_pct", None, 1, 99, node.span,
+                                    "the dropout rate is a whole percentage"), node.span)
 
     def train(self, node: TNode | None, span: Span, classes: int) -> Train:
         keys = {k: "" for k in ("batch_size", "lr_inv", "amp_model", "fwd_decay_inv", "subnet_decay_inv", "seed",
-                                "epochs", "plateau", "early_stopping", "augment")}
+                                "epochs", "plateau", "early_stopping", "augment", "conv_amp_adjust")}
         t = self.mapping(node, "train", keys) if node is not None else {}
         here = node.span if node is not None else span
         big = 1 << 31
@@ -368,6 +491,7 @@ class _Builder:
             augment=Augment(
                 crop_pad=self.integer(a.get("crop_pad"), "train.augment.crop_pad", 0, 0, 1 << 10, here),
                 flip=self.boolean(a.get("flip"), "train.augment.flip", False)),
+            conv_amp_adjust=self.boolean(t.get("conv_amp_adjust"), "train.conv_amp_adjust", False),
         )
 
     def init(self, node: TNode | None) -> Init:
@@ -377,7 +501,10 @@ class _Builder:
         return Init(self.choice(i.get("scheme"), "init.scheme", "kaiming_uniform", ("kaiming_uniform",), node.span))
 
 
-LAYER_BUILDERS: dict[str, Callable[[_Builder, TMap, str], Layer]] = {"linear": _Builder.linear}
+LAYER_BUILDERS: dict[str, Callable[[_Builder, TMap, str], Layer]] = {
+    "linear": _Builder.linear, "conv": _Builder.conv, "maxpool": _Builder.maxpool, "avgpool": _Builder.avgpool,
+    "dropout": _Builder.dropout,
+}
 
 
 def _describe(node: TNode) -> str:
@@ -392,17 +519,111 @@ def _describe(node: TNode) -> str:
     return f"'{node.value}'" if isinstance(node.value, str) else str(node.value)
 
 
+Shape = tuple[int, int, int]  # (C, H, W); a linear block's output is (n, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One item of the network with its inferred shapes (semantics 5.5)."""
+
+    layer: Layer
+    index: int        # position in `layers` (names pools and dropouts: pool{index}, drop{index})
+    block: int        # block index among the local-loss blocks (names blocks: b{block}), or -1
+    in_shape: Shape
+    out_shape: Shape
+
+
+def stages(model: Model, sink: DiagnosticSink | None = None) -> tuple[Stage, ...]:
+    """Walk the items, inferring every shape; report items that do not fit to `sink` (when given)."""
+    def error(code: str, message: str, span: Span, hint: str) -> None:
+        if sink is not None:
+            sink.error(code, message, span, hint=hint)
+
+    out: list[Stage] = []
+    shape: Shape = model.input_shape
+    block = 0
+    seen_linear = False
+    for index, layer in enumerate(model.layers):
+        c, h, w = shape
+        new: Shape = shape
+        number = -1
+        if isinstance(layer, LinearBlock):
+            seen_linear = True
+            new, number = (layer.out_features, 1, 1), block
+        elif isinstance(layer, ConvBlock):
+            number = block
+            if seen_linear:
+                error("E214", "a conv block cannot follow a linear block", layer.span,
+                      "conv blocks and pools form the feature extractor, before every linear block (5.5)")
+            if h != w:
+                error("E215", f"a conv block needs a square input, got {h}x{w}", layer.span,
+                      "CNN inputs must be square (semantics 5.5)")
+            size = h + 2 * layer.padding - layer.kernel + 1
+            if size < 1:
+                error("E216", f"kernel {layer.kernel} with padding {layer.padding} does not fit the {h}x{w} input",
+                      layer.span, f"the output would be {size}x{size}; use a smaller kernel or more padding")
+                size = 1
+            new = (layer.out_channels, size, size)
+        elif isinstance(layer, (MaxPool, AvgPool)):
+            if seen_linear:
+                error("E214", f"a {layer.kind} cannot follow a linear block", layer.span,
+                      "pools belong to the feature extractor, before every linear block (5.5)")
+            elif layer.kernel > min(h, w):
+                error("E216", f"pool kernel {layer.kernel} is larger than its {h}x{w} input", layer.span,
+                      "a feature-extractor pool has stride = kernel and no padding: H_o = H // kernel")
+                new = (c, 1, 1)
+            else:
+                new = (c, h // layer.kernel, w // layer.kernel)
+        if number >= 0:
+            block += 1
+        out.append(Stage(layer, index, number, shape, new))
+        shape = new
+    return tuple(out)
+
+
 def _check_model(model: Model, sink: DiagnosticSink) -> None:
     """Cross-key checks that need the whole model."""
     c, h, w = model.input_shape
     if model.input_len > MAX_FAN_IN:
         sink.error("E212", f"input {c}x{h}x{w} has {model.input_len} values, more than {MAX_FAN_IN}",
                    model.span("input"), hint="NITRO-Scaling needs 256 x fan_in to fit in 32 bits")
-    for i, layer in enumerate(model.layers):
-        if layer.out_features > MAX_FAN_IN:
-            sink.error("E212", f"layer {i} has {layer.out_features} outputs, more than {MAX_FAN_IN}",
-                       layer.span, hint="NITRO-Scaling needs 256 x fan_in to fit in 32 bits")
-    if not model.layers:
+    fan_hint = "NITRO-Scaling needs 256 x fan_in to fit in 32 bits"
+    ref = model.semantics is Semantics.REFERENCE
+    for st in stages(model, sink):
+        layer = st.layer
+        cin, hin, win = st.in_shape
+        if isinstance(layer, LinearBlock) and layer.out_features > MAX_FAN_IN:
+            sink.error("E212", f"layer {st.index} has {layer.out_features} outputs, more than {MAX_FAN_IN}",
+                       layer.span, hint=fan_hint)
+        if isinstance(layer, LinearBlock) and cin * hin * win > MAX_FAN_IN:
+            sink.error("E212", f"layer {st.index} has a fan-in of {cin * hin * win}, more than {MAX_FAN_IN}",
+                       layer.span, hint=fan_hint)
+        if isinstance(layer, ConvBlock):
+            fan_in = cin * layer.kernel * layer.kernel
+            if fan_in > MAX_FAN_IN:
+                sink.error("E212", f"conv layer {st.index} has a fan-in of {fan_in}, more than {MAX_FAN_IN}",
+                           layer.span, hint=fan_hint)
+            kh, kw, ph, pw, _, _, d = learning_pool_search(layer.out_channels, st.out_shape[1], layer.decoder_dim)
+            if d > MAX_FAN_IN:
+                sink.error("E212", f"the learning linear of conv layer {st.index} has a fan-in of {d}",
+                           layer.span, hint=fan_hint)
+            adjust = st.out_shape[1] * st.out_shape[2] // (kh * kw)
+            if model.train.conv_amp_adjust and not ref and adjust == 0:
+                sink.error("E218", f"conv_amp_adjust makes the amplification of conv layer {st.index} zero",
+                           layer.span, hint=f"H_o^2 // (kh*kw) = {st.out_shape[1] ** 2} // {kh * kw} = 0 with "
+                                            f"learning pool ({kh}, {kw}); raise decoder_dim or drop the option")
+            if ref and layer.learning_pool == "avg" and (ph or pw):
+                sink.error("E217", f"an average learning pool with padding ({ph}, {pw}) is not supported in "
+                           "reference semantics", layer.span,
+                           hint="the published implementation does not crop the padding in its backward pass "
+                                "(semantics 4.6); use learning_pool: max or nitrogen semantics")
+        if isinstance(layer, Dropout) and ref and layer.rate_pct % 5:
+            sink.error("E217", f"dropout rate {layer.rate_pct}% is not a multiple of 5", layer.span,
+                       hint="reference semantics accept 5, 10, ..., 95 (semantics 4.8); nitrogen accepts 1-99")
+    if ref and model.train.conv_amp_adjust:
+        sink.error("E217", "conv_amp_adjust is a nitrogen-semantics option", model.span("train.conv_amp_adjust"),
+                   hint="the published implementation never applies the adjusted factor (semantics 5.2)")
+    if not model.blocks:
         sink.error("E213", "the network has no local-loss block", model.span("layers"),
                    hint="add at least one block, e.g. layers: [{kind: linear, out_features: 100}]")
     pad = model.train.augment.crop_pad
@@ -422,6 +643,24 @@ def lint(model: Model) -> tuple[Diagnostic, ...]:
                                   model.span(f"train.{key}"),
                                   (f"decay changes a weight only when |W| >= decay_inv, but |W| <= {wmax}",),
                                   f"use a decay_inv <= {wmax}, 0 to disable decay, or more weight_bits", "warning"))
+    for st in stages(model):
+        layer = st.layer
+        _, h, w = st.in_shape
+        if isinstance(layer, (MaxPool, AvgPool)) and (h % layer.kernel or w % layer.kernel):
+            out.append(Diagnostic("W202", f"pool kernel {layer.kernel} does not divide its {h}x{w} input",
+                                  layer.span, (f"the output is {h // layer.kernel}x{w // layer.kernel}; the last "
+                                               f"{h % layer.kernel} row(s) and {w % layer.kernel} column(s) are "
+                                               "dropped (floor, semantics 4.5)",),
+                                  "intended in the paper's 28x28 VGG8B (7 -> 3 -> 1); otherwise pad or resize",
+                                  "warning"))
+        if isinstance(layer, ConvBlock):
+            kh, kw, _, _, dh, dw, d = learning_pool_search(layer.out_channels, st.out_shape[1], layer.decoder_dim)
+            if d > layer.decoder_dim:
+                out.append(Diagnostic("W203", f"decoder dimension {layer.decoder_dim} cannot be reached: the "
+                                      f"learning linear has fan-in {d}", layer.span,
+                                      (f"the learning pool stops at kernel ({kh}, {kw}) with {layer.out_channels}"
+                                       f"x{dh}x{dw} outputs (semantics 5.2)",),
+                                      f"raise decoder_dim to at least {d} or use fewer channels", "warning"))
     return tuple(out)
 
 

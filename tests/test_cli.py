@@ -22,7 +22,9 @@ def test_check_prints_the_bounds_table() -> None:
     proc = run("check", str(SPECS / "mlp1_mnist.yaml"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[1].split()[:4] == ["tensor", "interval", "bits", "C"]
+    assert lines[1].split()[:4] == ["layer", "geometry", "H_o", "SF"]
+    assert lines[3].split()[:5] == ["b0", "linear", "784->100", "1", "200704"]
+    assert any(line.split()[:4] == ["tensor", "interval", "bits", "C"] for line in lines)
     row = next(line for line in lines if line.startswith("b0_acc "))
     assert row.split()[1:5] == ["[-3288233984,", "3288233984]", "33", "int64_t"]
     assert any(line.startswith("b0_w.lr_amp") for line in lines)

@@ -6,7 +6,7 @@ import pytest
 
 import nitrogen
 from nitrogen.errors import NitrogenError
-from nitrogen.spec import Semantics
+from nitrogen.spec import Semantics, lint, with_semantics
 
 from conftest import SPECS, load, spec_from_text
 
@@ -77,9 +77,75 @@ def test_wrong_type_and_missing_key() -> None:
                     "4:10 E204 missing required key 'layers[0].out_features'"]
 
 
-def test_dropout_is_rejected_until_cnn_support() -> None:
+CNN = ("name: m\ninput: [1, 6, 6]\nnum_classes: 3\nlayers:\n"
+       "  - {kind: conv, out_channels: 4}\n"
+       "  - {kind: maxpool, kernel: 2}\n"
+       "  - {kind: linear, out_features: 5}\n")
+
+
+def test_cnn_defaults_and_dsl_twin() -> None:
+    m = spec_from_text(CNN)
+    conv = m.layers[0]
+    assert (conv.kind, conv.kernel, conv.padding, conv.slope_inv, conv.decoder_dim, conv.learning_pool) == \
+        ("conv", 3, 1, 4, 4096, "max")
+    assert m.train.conv_amp_adjust is False and m.has_conv and len(m.blocks) == 2
+    dsl = ("model m {\n  input = [1, 6, 6]\n  num_classes = 3\n"
+           "  layers { conv(4) maxpool(2) linear(5) }\n}\n")
+    assert spec_from_text(dsl, "t.ng").sha256 == m.sha256
+
+
+def test_dropout_takes_a_whole_percentage() -> None:
     errs = _errors(MINIMAL.replace("layers: [", "layers: [{kind: dropout, pct: 10}, "))
-    assert errs[0].split()[1] == "E209" and "not supported yet" in errs[0]
+    assert [e.split()[1] for e in errs] == ["E201", "E204"]
+    errs = _errors(MINIMAL.replace("layers: [", "layers: [{kind: dropout, rate_pct: 100}, "))
+    assert errs[0].split()[1] == "E206" and "outside [1, 99]" in errs[0]
+
+
+@pytest.mark.parametrize("layers, code, where", [
+    ("[{kind: linear, out_features: 5}, {kind: conv, out_channels: 2}]", "E214", "4:43"),
+    ("[{kind: linear, out_features: 5}, {kind: maxpool}]", "E214", "4:43"),
+    ("[{kind: conv, out_channels: 2, kernel: 9, padding: 0}]", "E216", "4:10"),
+    ("[{kind: maxpool, kernel: 7}, {kind: linear, out_features: 5}]", "E216", "4:10"),
+    ("[{kind: conv, out_channels: 2, kernel: 3, padding: 3}]", "E206", "4:60"),
+])
+def test_shapes_that_do_not_fit(layers: str, code: str, where: str) -> None:
+    errs = _errors(f"name: m\ninput: [1, 6, 6]\nnum_classes: 3\nlayers: {layers}\n")
+    assert len(errs) == 1 and errs[0].split()[1] == code and errs[0].startswith(where), errs
+
+
+def test_conv_needs_a_square_input() -> None:
+    errs = _errors("name: m\ninput: [1, 6, 5]\nnum_classes: 3\nlayers: [{kind: conv, out_channels: 2}]\n")
+    assert errs[0].split()[1] == "E215"
+
+
+def test_reference_mode_rejects_nitrogen_only_options() -> None:
+    base = "name: m\ninput: [1, 7, 7]\nnum_classes: 3\nsemantics: reference\ndecoder_dim: 20\n"
+    errs = _errors(base + "learning_pool: avg\nlayers: [{kind: conv, out_channels: 2}]\n")
+    assert errs[0].split()[1] == "E217" and "average learning pool with padding" in errs[0]
+    errs = _errors(base + "layers: [{kind: conv, out_channels: 2}, {kind: dropout, rate_pct: 12}]\n")
+    assert errs[0].split()[1] == "E217" and "multiple of 5" in errs[0]
+    errs = _errors(base + "layers: [{kind: conv, out_channels: 2}]\ntrain: {conv_amp_adjust: true}\n")
+    assert errs[0].split()[1] == "E217" and errs[0].startswith("7:9")
+    # The CLI's --semantics override re-runs the same checks.
+    with pytest.raises(NitrogenError) as info:
+        with_semantics(load("tiny_cnn_adjust.yaml"), "reference")
+    assert {d.code for d in info.value.diagnostics} == {"E217"}
+
+
+def test_opt_in_amplification_that_would_be_zero() -> None:
+    # 64 channels at 3x3 with decoder_dim 32: learning pool (4, 4) and 9 // 16 = 0 would make A = 0.
+    errs = _errors("name: m\ninput: [1, 3, 3]\nnum_classes: 3\ndecoder_dim: 32\n"
+                   "layers: [{kind: conv, out_channels: 64}]\ntrain: {conv_amp_adjust: true}\n")
+    assert errs[0].split()[1] == "E218" and errs[0].startswith("5:10")
+
+
+def test_lint_warns_about_dropped_rows_and_unreachable_decoder_dims() -> None:
+    warnings = lint(load("vgg8b_mnist.yaml"))
+    assert [(w.code, w.span.line) for w in warnings] == [("W202", 18), ("W202", 20)]
+    m = spec_from_text("name: m\ninput: [1, 2, 2]\nnum_classes: 3\ndecoder_dim: 8\n"
+                       "layers: [{kind: conv, out_channels: 16}]\n")
+    (w,) = lint(m)
+    assert w.code == "W203" and "fan-in 16" in w.message
 
 
 def test_c_keyword_name_and_empty_file() -> None:
