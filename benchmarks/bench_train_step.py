@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time one training step (at the spec's batch size) of the generated C against the NumPy reference.
 
-    python benchmarks/bench_train_step.py                 # MLP1-MLP4, both semantics modes (~3-4 min)
+    python benchmarks/bench_train_step.py                 # MLP1-MLP4 and the width-scaled VGG8Bs, both modes (~6 min)
     python benchmarks/bench_train_step.py --quick         # MLP1-MLP3, fewer steps (< 1 min)
     python benchmarks/bench_train_step.py --specs mlp1_mnist --steps 200 --modes nitrogen
 
@@ -44,7 +44,7 @@ from nitrogen.verify import make_batches  # noqa: E402
 
 # Timed steps per run, chosen so that the default invocation stays around 3-4 minutes on 2 cores
 # (MLP4's reference step takes ~1.2-1.6 s).
-DEFAULT_SPECS = ("mlp1_mnist", "mlp2_fmnist", "mlp3_mnist", "mlp4_cifar10")
+DEFAULT_SPECS = ("mlp1_mnist", "mlp2_fmnist", "mlp3_mnist", "mlp4_cifar10", "vgg8b_fmnist_w8", "vgg8b_cifar10_w8")
 QUICK_SPECS = ("mlp1_mnist", "mlp2_fmnist", "mlp3_mnist")
 STEPS = {"mlp1_mnist": 100, "mlp2_fmnist": 50, "mlp3_mnist": 10, "mlp4_cifar10": 3}
 QUICK_STEPS = {"mlp1_mnist": 30, "mlp2_fmnist": 15, "mlp3_mnist": 4, "mlp4_cifar10": 2}

@@ -217,7 +217,9 @@ def _grad_sgd(an: _Analysis, op: Op, delta: Interval, x: Interval, terms: int, w
 
 def bound_conv_scale(an: _Analysis, op: Op) -> None:
     x, w = op.ins
-    acc, plane, part = op.temps
+    acc, plane, part, xpad = op.temps
+    xlo, xhi = an.interval(x)
+    an.define(xpad, min(xlo, 0), max(xhi, 0), op)
     lo, hi = an.product(acc, an.interval(x), an.interval(w), op)
     taps = op.int_attr("kernel") ** 2
     terms = op.int_attr("c_in") * taps

@@ -155,8 +155,12 @@ class _Views:
 
     def conv_scale(self, op: Op) -> dict[str, Any]:
         x, w = op.ins
-        acc, plane, part = op.temps
+        acc, plane, part, xpad = op.temps
+        padded = op.int_attr("size") + 2 * op.int_attr("pad")
+        out = op.int_attr("out")
         return self.base(op) | self._taps(op) | {
+            "stride": padded, "wide": self.p.tensor(plane).size, "xpad": self.ref(xpad), "xp_t": self.ctype(xpad),
+            "xpad_len": self.p.tensor(xpad).size,
             "x": self.ref(x), "x_t": self.ctype(x), "w": self.ref(w), "w_t": self.ctype(w),
             "z": self.ref(op.outs[0]), "plane": self.ref(plane), "plane_t": self.ctype(plane), "part": self.ref(part),
             "chunk": self.r.chunk(acc), "prod_t": self.r.product_type(acc).ctype, "acc_t": self.ctype(acc),

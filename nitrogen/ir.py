@@ -105,7 +105,7 @@ ARITY: dict[OpKind, tuple[int, int, int]] = {
     OpKind.LINEAR_DX: (2, 1, 0),             # ins (delta, w); outs (dx)
     OpKind.NITRO_RELU_BACKWARD: (2, 1, 0),   # ins (dh, z); outs (dz)
     OpKind.LINEAR_GRAD_SGD: (3, 1, 4),       # ins (delta, x, w); outs (w); temps (grad, g, wnew, row)
-    OpKind.CONV_SCALE: (2, 1, 3),            # ins (x, w); outs (z); temps (acc, plane, part)
+    OpKind.CONV_SCALE: (2, 1, 4),            # ins (x, w); outs (z); temps (acc, plane, part, padded sample)
     OpKind.MAX_POOL: (1, 1, 0),              # ins (x); outs (y)
     OpKind.MAX_POOL_ARGMAX: (1, 2, 0),       # ins (h); outs (y, argmax offset within the window)
     OpKind.AVG_POOL: (1, 1, 1),              # ins (x); outs (y); temps (window sum)

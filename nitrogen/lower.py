@@ -172,6 +172,13 @@ def _act(ctx: _Ctx, st: Stage, name: str, size: int, dtype: IntType | None, doc:
                       span=st.layer.span)
 
 
+VECTOR = 16  # int32 lanes of a 512-bit vector
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return (n + multiple - 1) // multiple * multiple
+
+
 def _size(shape: tuple[int, int, int]) -> int:
     return shape[0] * shape[1] * shape[2]
 
@@ -242,11 +249,21 @@ def lower_conv(ctx: _Ctx, st: Stage, x: str) -> str:
     h = _act(ctx, st, f"{b}_h", cout * plane, I8, f"block {index} NITRO-ReLU output")
     acc = ctx.tensor(f"{b}_acc", (bs, cout * plane), Role.TEMP, ctx.acc_type, ctx.wrap,
                      doc=f"block {index} {geometry}: accumulator", span=span)
-    acc_plane = ctx.tensor(f"{b}_acc_plane", (plane,), Role.SCRATCH, U32 if ctx.ref else None, ctx.wrap, "scratch",
-                           b, f"block {index} accumulators of one output channel", span)
-    part = ctx.tensor(f"{b}_acc_part", (plane,), Role.SCRATCH, I32, Store.EXACT, "scratch", b,
+    # The forward reads a zero-padded copy of one sample, so every kernel tap is one contiguous loop over
+    # the output plane laid out with the padded row stride ("wide" rows; the extra columns are discarded).
+    # The loop length is rounded up to a multiple of VECTOR so that compilers vectorise it without a
+    # remainder loop (gcc -O2's cost model requires that); the padded copy has a zero tail to match.
+    padded = hin + 2 * pad
+    wide = _round_up((ho - 1) * padded + ho, VECTOR)
+    acc_plane = ctx.tensor(f"{b}_acc_plane", (wide,), Role.SCRATCH, U32 if ctx.ref else None, ctx.wrap, "scratch",
+                           b, f"block {index} accumulators of one output channel, rows of stride {padded}", span)
+    part = ctx.tensor(f"{b}_acc_part", (wide,), Role.SCRATCH, I32, Store.EXACT, "scratch", b,
                       f"block {index} exact int32 partial sums of one output channel", span)
-    ctx.forward(Op(OpKind.CONV_SCALE, (x, w), (z,), (acc, acc_plane, part),
+    # The last tap of the last channel reads up to cin * padded^2 + (wide - exact) - 1.
+    exact = (ho - 1) * padded + ho
+    xpad = ctx.tensor(f"{b}_xpad", (cin * padded * padded + wide - exact,), Role.SCRATCH, None, Store.EXACT, "scratch", b,
+                      f"block {index} zero-padded input of one sample", span)
+    ctx.forward(Op(OpKind.CONV_SCALE, (x, w), (z,), (acc, acc_plane, part, xpad),
                    (("c_in", cin), ("c_out", cout), ("size", hin), ("kernel", k), ("pad", pad), ("out", ho),
                     ("sf", 256 * fan_in)), f"block {index} forward {geometry}", span))
     ctx.relu(z, h, layer.slope_inv, f"block {index} NITRO-ReLU 1/{layer.slope_inv}", span)

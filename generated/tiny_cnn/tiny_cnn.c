@@ -164,33 +164,38 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
     }
     /* block 0 forward conv 1->3 3x3/1, 9->9: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 9, 9, 8 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 3u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 9u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
-                for (uint32_t i = 0; i < 81u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 1u; c++) {
-    const int8_t *restrict xc = &ctx->aug.aug.x_aug[(n * 1u + c) * 81u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 9u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 9u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (1 planes of 11x11 and a zero tail); per output channel, the
+     * accumulators are rows of stride 11, so each kernel tap (c, a, b) is one contiguous loop of 112
+     * multiply-adds (a multiple of 16, for vector units; the columns past 9 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 136u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 1u; c++) {
+            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 1u + c) * 81u];
+            int8_t *restrict dst = &xp[c * 121u];
+            for (uint32_t r = 0; r < 9u; r++) {
+                for (uint32_t s = 0; s < 9u; s++) dst[(r + 1u) * 11u + 1u + s] = src[r * 9u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 3u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 9u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
+            for (uint32_t i = 0; i < 112u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 1u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 121u + a * 11u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 112u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 81u; i++) zf[i] = ng_scale32(acc[i], 2304);
+            }
+            for (uint32_t h = 0; h < 9u; h++) {
+                for (uint32_t w = 0; w < 9u; w++) {
+                    zf[h * 9u + w] = ng_scale32(acc[h * 11u + w], 2304);
+                }
             }
         }
     }
@@ -369,33 +374,38 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
     }
     /* block 1 forward conv 3->4 3x3/0, 4->2: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-80508519, 80508519] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 0, 0, 0 };
-        static const uint16_t row_hi[3] = { 2, 2, 2 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 4u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 27u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 4u + f) * 4u];
-                for (uint32_t i = 0; i < 4u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 3u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool1.pool1_y[(n * 3u + c) * 16u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 0u) * 4u + w0 + b - 0u];
-                                int32_t *restrict ar = &acc[h * 2u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (3 planes of 4x4 and a zero tail); per output channel, the
+     * accumulators are rows of stride 4, so each kernel tap (c, a, b) is one contiguous loop of 16
+     * multiply-adds (a multiple of 16, for vector units; the columns past 2 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 58u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 3u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool1.pool1_y[(n * 3u + c) * 16u];
+            int8_t *restrict dst = &xp[c * 16u];
+            for (uint32_t r = 0; r < 4u; r++) {
+                for (uint32_t s = 0; s < 4u; s++) dst[(r + 0u) * 4u + 0u + s] = src[r * 4u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 4u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 27u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 4u + f) * 4u];
+            for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 3u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 16u + a * 4u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 4u; i++) zf[i] = ng_scale32(acc[i], 6912);
+            }
+            for (uint32_t h = 0; h < 2u; h++) {
+                for (uint32_t w = 0; w < 2u; w++) {
+                    zf[h * 2u + w] = ng_scale32(acc[h * 4u + w], 6912);
+                }
             }
         }
     }
@@ -690,33 +700,38 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
 static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward conv 1->3 3x3/1, 9->9: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 9, 9, 8 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 3u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 9u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
-                for (uint32_t i = 0; i < 81u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 1u; c++) {
-    const int8_t *restrict xc = &x[(n * 1u + c) * 81u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 9u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 9u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (1 planes of 11x11 and a zero tail); per output channel, the
+     * accumulators are rows of stride 11, so each kernel tap (c, a, b) is one contiguous loop of 112
+     * multiply-adds (a multiple of 16, for vector units; the columns past 9 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 136u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 1u; c++) {
+            const int8_t *restrict src = &x[(n * 1u + c) * 81u];
+            int8_t *restrict dst = &xp[c * 121u];
+            for (uint32_t r = 0; r < 9u; r++) {
+                for (uint32_t s = 0; s < 9u; s++) dst[(r + 1u) * 11u + 1u + s] = src[r * 9u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 3u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 9u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
+            for (uint32_t i = 0; i < 112u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 1u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 121u + a * 11u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 112u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 81u; i++) zf[i] = ng_scale32(acc[i], 2304);
+            }
+            for (uint32_t h = 0; h < 9u; h++) {
+                for (uint32_t w = 0; w < 9u; w++) {
+                    zf[h * 9u + w] = ng_scale32(acc[h * 11u + w], 2304);
+                }
             }
         }
     }
@@ -753,33 +768,38 @@ static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     }
     /* block 1 forward conv 3->4 3x3/0, 4->2: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-80508519, 80508519] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 0, 0, 0 };
-        static const uint16_t row_hi[3] = { 2, 2, 2 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 4u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 27u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 4u + f) * 4u];
-                for (uint32_t i = 0; i < 4u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 3u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool1.pool1_y[(n * 3u + c) * 16u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 0u) * 4u + w0 + b - 0u];
-                                int32_t *restrict ar = &acc[h * 2u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (3 planes of 4x4 and a zero tail); per output channel, the
+     * accumulators are rows of stride 4, so each kernel tap (c, a, b) is one contiguous loop of 16
+     * multiply-adds (a multiple of 16, for vector units; the columns past 2 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 58u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 3u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool1.pool1_y[(n * 3u + c) * 16u];
+            int8_t *restrict dst = &xp[c * 16u];
+            for (uint32_t r = 0; r < 4u; r++) {
+                for (uint32_t s = 0; s < 4u; s++) dst[(r + 0u) * 4u + 0u + s] = src[r * 4u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 4u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 27u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 4u + f) * 4u];
+            for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 3u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 16u + a * 4u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 4u; i++) zf[i] = ng_scale32(acc[i], 6912);
+            }
+            for (uint32_t h = 0; h < 2u; h++) {
+                for (uint32_t w = 0; w < 2u; w++) {
+                    zf[h * 2u + w] = ng_scale32(acc[h * 4u + w], 6912);
+                }
             }
         }
     }

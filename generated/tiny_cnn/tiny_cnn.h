@@ -44,7 +44,7 @@ extern "C" {
 #define TINY_CNN_PARAMS_COUNT 391
 #define TINY_CNN_LR_INV_INIT 64
 #define TINY_CNN_LR_INV_MAX INT64_C(18014398509481984)
-#define TINY_CNN_CTX_BYTES 4104u   /**< sizeof(tiny_cnn_ctx_t) with natural alignment */
+#define TINY_CNN_CTX_BYTES 4368u   /**< sizeof(tiny_cnn_ctx_t) with natural alignment */
 
 /** Status codes returned by every function. */
 typedef enum {
@@ -72,26 +72,28 @@ typedef struct {
     int16_t b2_w[96];   /**< blocks.2.forward.weight [6, 16], range [-32767, 32767] */
     int16_t b2_l_w[24];   /**< blocks.2.learning.weight [4, 6], range [-32767, 32767] */
     int16_t out_w[24];   /**< output.weight [4, 6], range [-32767, 32767] */
-    union {   /* scratch: groups with disjoint lifetimes share these 1800 bytes */
+    union {   /* scratch: groups with disjoint lifetimes share these 2064 bytes */
         struct {
             int64_t b0_row[9];   /**< block 0 forward conv update: one output row of the weight gradient [9], range [-42679934976, 42679934976] */
             int32_t b0_l_dx[48];   /**< block 0 learning input gradient [4, 12], range [-20839812, 20839812] */
-            int32_t b0_acc_plane[81];   /**< block 0 accumulators of one output channel [81], range [-37747584, 37747584] */
+            int32_t b0_acc_plane[112];   /**< block 0 accumulators of one output channel, rows of stride 11 [112], range [-37747584, 37747584] */
             int32_t b0_l_row[12];   /**< block 0 learning linear update: one output row of the weight gradient [12], range [-57876, 46228] */
             uint16_t b0_lp_arg[48];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [4, 12], range [0, 63] */
             int16_t b0_l_delta[16];   /**< block 0 local loss: loss gradient [4, 4], range [-159, 127] */
             int8_t b0_z[972];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) [4, 243], range [-127, 127] */
+            int8_t b0_xpad[136];   /**< block 0 zero-padded input of one sample [136], range [-128, 127] */
             int8_t b0_lp[48];   /**< block 0 learning max pool (8, 8) pad (4, 4) [4, 12], range [-67, 91] */
             int8_t b0_l_logits[16];   /**< block 0 local logits [4, 4], range [-127, 127] */
         } b0;
         struct {
             int64_t b1_row[27];   /**< block 1 forward conv update: one output row of the weight gradient [27], range [-30342766272, 30342766272] */
             int32_t b1_l_dx[64];   /**< block 1 learning input gradient [4, 16], range [-20839812, 20839812] */
-            int32_t b1_acc_plane[4];   /**< block 1 accumulators of one output channel [4], range [-80508519, 80508519] */
+            int32_t b1_acc_plane[16];   /**< block 1 accumulators of one output channel, rows of stride 4 [16], range [-80508519, 80508519] */
             int32_t b1_l_row[16];   /**< block 1 learning linear update: one output row of the weight gradient [16], range [-57876, 46228] */
             int32_t b1_dz[4];   /**< block 1 NITRO-ReLU backward of one output channel [4], range [-20839812, 20839812] */
             int16_t b1_l_delta[16];   /**< block 1 local loss: loss gradient [4, 4], range [-159, 127] */
             int8_t b1_z[64];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) [4, 16], range [-127, 127] */
+            int8_t b1_xpad[58];   /**< block 1 zero-padded input of one sample [58], range [-67, 91] */
             int8_t b1_l_logits[16];   /**< block 1 local logits [4, 4], range [-127, 127] */
         } b1;
         struct {

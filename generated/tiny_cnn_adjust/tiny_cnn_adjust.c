@@ -134,33 +134,38 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
     }
     /* block 0 forward conv 2->4 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4608), -127, 127)
      * x [-137, 136], w [-32767, 32767]: acc [-80803422, 80803422] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 7, 7, 6 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 4u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 18u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 49u];
-                for (uint32_t i = 0; i < 49u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 2u; c++) {
-    const int16_t *restrict xc = &ctx->act0.drop0.drop0_y[(n * 2u + c) * 49u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int16_t *restrict xr = &xc[(h + a - 1u) * 7u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 7u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (2 planes of 9x9 and a zero tail); per output channel, the
+     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
+     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int16_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 165u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 2u; c++) {
+            const int16_t *restrict src = &ctx->act0.drop0.drop0_y[(n * 2u + c) * 49u];
+            int16_t *restrict dst = &xp[c * 81u];
+            for (uint32_t r = 0; r < 7u; r++) {
+                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 4u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 18u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 49u];
+            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 2u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int16_t *restrict xs = &xp[c * 81u + a * 9u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 64u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 49u; i++) zf[i] = ng_scale32(acc[i], 4608);
+            }
+            for (uint32_t h = 0; h < 7u; h++) {
+                for (uint32_t w = 0; w < 7u; w++) {
+                    zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 4608);
+                }
             }
         }
     }
@@ -308,33 +313,38 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
     }
     /* block 1 forward conv 4->3 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 9216), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-107344692, 107344692] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 7, 7, 6 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 3u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 36u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
-                for (uint32_t i = 0; i < 49u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 4u; c++) {
-    const int8_t *restrict xc = &ctx->act1.b0.b0_h[(n * 4u + c) * 49u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 7u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 7u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (4 planes of 9x9 and a zero tail); per output channel, the
+     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
+     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 327u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 4u; c++) {
+            const int8_t *restrict src = &ctx->act1.b0.b0_h[(n * 4u + c) * 49u];
+            int8_t *restrict dst = &xp[c * 81u];
+            for (uint32_t r = 0; r < 7u; r++) {
+                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 3u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 36u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
+            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 4u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 81u + a * 9u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 64u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 49u; i++) zf[i] = ng_scale32(acc[i], 9216);
+            }
+            for (uint32_t h = 0; h < 7u; h++) {
+                for (uint32_t w = 0; w < 7u; w++) {
+                    zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 9216);
+                }
             }
         }
     }
@@ -682,33 +692,38 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
 static void ng_forward(tiny_cnn_adjust_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward conv 2->4 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4608), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-80803422, 80803422] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 7, 7, 6 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 4u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 18u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 49u];
-                for (uint32_t i = 0; i < 49u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 2u; c++) {
-    const int8_t *restrict xc = &x[(n * 2u + c) * 49u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 7u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 7u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (2 planes of 9x9 and a zero tail); per output channel, the
+     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
+     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int16_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 165u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 2u; c++) {
+            const int8_t *restrict src = &x[(n * 2u + c) * 49u];
+            int16_t *restrict dst = &xp[c * 81u];
+            for (uint32_t r = 0; r < 7u; r++) {
+                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 4u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 18u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 49u];
+            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 2u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int16_t *restrict xs = &xp[c * 81u + a * 9u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 64u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 49u; i++) zf[i] = ng_scale32(acc[i], 4608);
+            }
+            for (uint32_t h = 0; h < 7u; h++) {
+                for (uint32_t w = 0; w < 7u; w++) {
+                    zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 4608);
+                }
             }
         }
     }
@@ -720,33 +735,38 @@ static void ng_forward(tiny_cnn_adjust_ctx_t *ctx, const int8_t *x, uint32_t row
     }
     /* block 1 forward conv 4->3 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 9216), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-107344692, 107344692] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 7, 7, 6 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 3u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 36u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
-                for (uint32_t i = 0; i < 49u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 4u; c++) {
-    const int8_t *restrict xc = &ctx->act1.b0.b0_h[(n * 4u + c) * 49u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 7u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 7u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (4 planes of 9x9 and a zero tail); per output channel, the
+     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
+     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 327u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 4u; c++) {
+            const int8_t *restrict src = &ctx->act1.b0.b0_h[(n * 4u + c) * 49u];
+            int8_t *restrict dst = &xp[c * 81u];
+            for (uint32_t r = 0; r < 7u; r++) {
+                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 3u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 36u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
+            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 4u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 81u + a * 9u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 64u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 49u; i++) zf[i] = ng_scale32(acc[i], 9216);
+            }
+            for (uint32_t h = 0; h < 7u; h++) {
+                for (uint32_t w = 0; w < 7u; w++) {
+                    zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 9216);
+                }
             }
         }
     }

@@ -44,7 +44,7 @@ extern "C" {
 #define TINY_CNN_ADJUST_PARAMS_COUNT 576
 #define TINY_CNN_ADJUST_LR_INV_INIT 16
 #define TINY_CNN_ADJUST_LR_INV_MAX INT64_C(2401919801264264)
-#define TINY_CNN_ADJUST_CTX_BYTES 4904u   /**< sizeof(tiny_cnn_adjust_ctx_t) with natural alignment */
+#define TINY_CNN_ADJUST_CTX_BYTES 5296u   /**< sizeof(tiny_cnn_adjust_ctx_t) with natural alignment */
 
 /** Status codes returned by every function. */
 typedef enum {
@@ -72,13 +72,14 @@ typedef struct {
     int16_t b2_w[96];   /**< blocks.2.forward.weight [8, 12], range [-32767, 32767] */
     int16_t b2_l_w[40];   /**< blocks.2.learning.weight [5, 8], range [-32767, 32767] */
     int16_t out_w[40];   /**< output.weight [5, 8], range [-32767, 32767] */
-    union {   /* scratch: groups with disjoint lifetimes share these 2152 bytes */
+    union {   /* scratch: groups with disjoint lifetimes share these 2544 bytes */
         struct {
             int64_t b0_row[18];   /**< block 0 forward conv update: one output row of the weight gradient [18], range [-699488289780, 699488289780] */
             int32_t b0_l_dx[128];   /**< block 0 learning input gradient [4, 32], range [-26049765, 26049765] */
-            int32_t b0_acc_plane[49];   /**< block 0 accumulators of one output channel [49], range [-80803422, 80803422] */
+            int32_t b0_acc_plane[64];   /**< block 0 accumulators of one output channel, rows of stride 9 [64], range [-80803422, 80803422] */
             int32_t b0_l_row[32];   /**< block 0 learning linear update: one output row of the weight gradient [32], range [-57876, 46228] */
             int32_t b0_dz[49];   /**< block 0 NITRO-ReLU backward of one output channel [49], range [-26049765, 26049765] */
+            int16_t b0_xpad[165];   /**< block 0 zero-padded input of one sample [165], range [-137, 136] */
             int16_t b0_l_delta[20];   /**< block 0 local loss: loss gradient [4, 5], range [-159, 127] */
             int8_t b0_z[784];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) [4, 196], range [-127, 127] */
             int8_t b0_lp[128];   /**< block 0 learning avg pool (4, 2) pad (2, 1) [4, 32], range [-67, 91] */
@@ -87,11 +88,12 @@ typedef struct {
         struct {
             int64_t b1_row[36];   /**< block 1 forward conv update: one output row of the weight gradient [36], range [-37928457840, 37928457840] */
             int32_t b1_l_dx[48];   /**< block 1 learning input gradient [4, 12], range [-26049765, 26049765] */
-            int32_t b1_acc_plane[49];   /**< block 1 accumulators of one output channel [49], range [-107344692, 107344692] */
+            int32_t b1_acc_plane[64];   /**< block 1 accumulators of one output channel, rows of stride 9 [64], range [-107344692, 107344692] */
             int32_t b1_l_row[12];   /**< block 1 learning linear update: one output row of the weight gradient [12], range [-57876, 46228] */
             uint16_t b1_lp_arg[48];   /**< block 1 learning max pool: argmax offset a*kw + b in its window [4, 12], range [0, 15] */
             int16_t b1_l_delta[20];   /**< block 1 local loss: loss gradient [4, 5], range [-159, 127] */
             int8_t b1_z[588];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) [4, 147], range [-127, 127] */
+            int8_t b1_xpad[327];   /**< block 1 zero-padded input of one sample [327], range [-67, 91] */
             int8_t b1_lp[48];   /**< block 1 learning max pool (4, 4) pad (2, 2) [4, 12], range [-67, 91] */
             int8_t b1_l_logits[20];   /**< block 1 local logits [4, 5], range [-127, 127] */
         } b1;

@@ -158,33 +158,38 @@ tiny_cnn_avg_status_t tiny_cnn_avg_train_step(tiny_cnn_avg_ctx_t *ctx, const int
     }
     /* block 0 forward conv 2->4 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4608), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-75495168, 75495168] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 8, 8, 7 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 4u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 18u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 64u];
-                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 2u; c++) {
-    const int8_t *restrict xc = &ctx->aug.aug.x_aug[(n * 2u + c) * 64u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 8u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 8u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (2 planes of 10x10 and a zero tail); per output channel, the
+     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
+     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 202u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 2u; c++) {
+            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 2u + c) * 64u];
+            int8_t *restrict dst = &xp[c * 100u];
+            for (uint32_t r = 0; r < 8u; r++) {
+                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 4u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 18u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 64u];
+            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 2u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 80u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 64u; i++) zf[i] = ng_scale32(acc[i], 4608);
+            }
+            for (uint32_t h = 0; h < 8u; h++) {
+                for (uint32_t w = 0; w < 8u; w++) {
+                    zf[h * 8u + w] = ng_scale32(acc[h * 10u + w], 4608);
+                }
             }
         }
     }
@@ -345,33 +350,38 @@ tiny_cnn_avg_status_t tiny_cnn_avg_train_step(tiny_cnn_avg_ctx_t *ctx, const int
     }
     /* block 1 forward conv 4->3 2x2/0, 4->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4096), -127, 127)
      * x [-57, 85], w [-32767, 32767]: acc [-44563120, 44563120] (27 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[2] = { 0, 0 };
-        static const uint16_t row_hi[2] = { 3, 3 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 3u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 16u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 9u];
-                for (uint32_t i = 0; i < 9u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 4u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool1.pool1_y[(n * 4u + c) * 16u];
-                    for (uint32_t a = 0; a < 2u; a++) {
-                        for (uint32_t b = 0; b < 2u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 2u + a) * 2u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 0u) * 4u + w0 + b - 0u];
-                                int32_t *restrict ar = &acc[h * 3u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (4 planes of 4x4 and a zero tail); per output channel, the
+     * accumulators are rows of stride 4, so each kernel tap (c, a, b) is one contiguous loop of 16
+     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 69u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 4u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool1.pool1_y[(n * 4u + c) * 16u];
+            int8_t *restrict dst = &xp[c * 16u];
+            for (uint32_t r = 0; r < 4u; r++) {
+                for (uint32_t s = 0; s < 4u; s++) dst[(r + 0u) * 4u + 0u + s] = src[r * 4u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 3u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 16u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 9u];
+            for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 4u; c++) {
+    for (uint32_t a = 0; a < 2u; a++) {
+                    for (uint32_t b = 0; b < 2u; b++) {
+                        const int16_t wv = wf[(c * 2u + a) * 2u + b];
+                        const int8_t *restrict xs = &xp[c * 16u + a * 4u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 9u; i++) zf[i] = ng_scale32(acc[i], 4096);
+            }
+            for (uint32_t h = 0; h < 3u; h++) {
+                for (uint32_t w = 0; w < 3u; w++) {
+                    zf[h * 3u + w] = ng_scale32(acc[h * 4u + w], 4096);
+                }
             }
         }
     }
@@ -553,33 +563,38 @@ tiny_cnn_avg_status_t tiny_cnn_avg_train_step(tiny_cnn_avg_ctx_t *ctx, const int
 static void ng_forward(tiny_cnn_avg_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward conv 2->4 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4608), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-75495168, 75495168] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 8, 8, 7 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 4u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 18u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 64u];
-                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 2u; c++) {
-    const int8_t *restrict xc = &x[(n * 2u + c) * 64u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 8u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 8u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (2 planes of 10x10 and a zero tail); per output channel, the
+     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
+     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 202u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 2u; c++) {
+            const int8_t *restrict src = &x[(n * 2u + c) * 64u];
+            int8_t *restrict dst = &xp[c * 100u];
+            for (uint32_t r = 0; r < 8u; r++) {
+                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 4u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 18u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 64u];
+            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 2u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 80u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 64u; i++) zf[i] = ng_scale32(acc[i], 4608);
+            }
+            for (uint32_t h = 0; h < 8u; h++) {
+                for (uint32_t w = 0; w < 8u; w++) {
+                    zf[h * 8u + w] = ng_scale32(acc[h * 10u + w], 4608);
+                }
             }
         }
     }
@@ -608,33 +623,38 @@ static void ng_forward(tiny_cnn_avg_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     }
     /* block 1 forward conv 4->3 2x2/0, 4->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4096), -127, 127)
      * x [-57, 85], w [-32767, 32767]: acc [-44563120, 44563120] (27 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[2] = { 0, 0 };
-        static const uint16_t row_hi[2] = { 3, 3 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 3u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 16u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 9u];
-                for (uint32_t i = 0; i < 9u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 4u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool1.pool1_y[(n * 4u + c) * 16u];
-                    for (uint32_t a = 0; a < 2u; a++) {
-                        for (uint32_t b = 0; b < 2u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 2u + a) * 2u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 0u) * 4u + w0 + b - 0u];
-                                int32_t *restrict ar = &acc[h * 3u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (4 planes of 4x4 and a zero tail); per output channel, the
+     * accumulators are rows of stride 4, so each kernel tap (c, a, b) is one contiguous loop of 16
+     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 69u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 4u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool1.pool1_y[(n * 4u + c) * 16u];
+            int8_t *restrict dst = &xp[c * 16u];
+            for (uint32_t r = 0; r < 4u; r++) {
+                for (uint32_t s = 0; s < 4u; s++) dst[(r + 0u) * 4u + 0u + s] = src[r * 4u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 3u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 16u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 9u];
+            for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 4u; c++) {
+    for (uint32_t a = 0; a < 2u; a++) {
+                    for (uint32_t b = 0; b < 2u; b++) {
+                        const int16_t wv = wf[(c * 2u + a) * 2u + b];
+                        const int8_t *restrict xs = &xp[c * 16u + a * 4u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 9u; i++) zf[i] = ng_scale32(acc[i], 4096);
+            }
+            for (uint32_t h = 0; h < 3u; h++) {
+                for (uint32_t w = 0; w < 3u; w++) {
+                    zf[h * 3u + w] = ng_scale32(acc[h * 4u + w], 4096);
+                }
             }
         }
     }

@@ -44,7 +44,7 @@ extern "C" {
 #define TINY_CNN_AVG_PARAMS_COUNT 474
 #define TINY_CNN_AVG_LR_INV_INIT 32
 #define TINY_CNN_AVG_LR_INV_MAX INT64_C(24019198012642645)
-#define TINY_CNN_AVG_CTX_BYTES 5000u   /**< sizeof(tiny_cnn_avg_ctx_t) with natural alignment */
+#define TINY_CNN_AVG_CTX_BYTES 5264u   /**< sizeof(tiny_cnn_avg_ctx_t) with natural alignment */
 
 /** Status codes returned by every function. */
 typedef enum {
@@ -70,26 +70,28 @@ typedef struct {
     int16_t b1_w[48];   /**< blocks.1.forward.weight [3, 4, 2, 2], range [-32767, 32767] */
     int16_t b1_l_w[81];   /**< blocks.1.learning.weight [3, 27], range [-32767, 32767] */
     int16_t out_w[81];   /**< output.weight [3, 27], range [-32767, 32767] */
-    union {   /* scratch: groups with disjoint lifetimes share these 2672 bytes */
+    union {   /* scratch: groups with disjoint lifetimes share these 2936 bytes */
         struct {
             int64_t b0_row[18];   /**< block 0 forward conv update: one output row of the weight gradient [18], range [-384119414784, 384119414784] */
             int32_t b0_l_dx[192];   /**< block 0 learning input gradient [3, 64], range [-15629859, 15629859] */
-            int32_t b0_acc_plane[64];   /**< block 0 accumulators of one output channel [64], range [-75495168, 75495168] */
+            int32_t b0_acc_plane[80];   /**< block 0 accumulators of one output channel, rows of stride 10 [80], range [-75495168, 75495168] */
             int32_t b0_l_row[64];   /**< block 0 learning linear update: one output row of the weight gradient [64], range [-40545, 32385] */
             int32_t b0_dz[64];   /**< block 0 NITRO-ReLU backward of one output channel [64], range [-15629859, 15629859] */
             int16_t b0_l_delta[9];   /**< block 0 local loss: loss gradient [3, 3], range [-159, 127] */
             int8_t b0_z[768];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) [3, 256], range [-127, 127] */
+            int8_t b0_xpad[202];   /**< block 0 zero-padded input of one sample [202], range [-128, 127] */
             int8_t b0_lp[192];   /**< block 0 learning avg pool (2, 2) pad (0, 0) [3, 64], range [-57, 85] */
             int8_t b0_l_logits[9];   /**< block 0 local logits [3, 3], range [-127, 127] */
         } b0;
         struct {
             int64_t b1_row[16];   /**< block 1 forward conv update: one output row of the weight gradient [16], range [-35870526405, 35870526405] */
             int32_t b1_l_dx[81];   /**< block 1 learning input gradient [3, 27], range [-15629859, 15629859] */
-            int32_t b1_acc_plane[9];   /**< block 1 accumulators of one output channel [9], range [-44563120, 44563120] */
+            int32_t b1_acc_plane[16];   /**< block 1 accumulators of one output channel, rows of stride 4 [16], range [-44563120, 44563120] */
             int32_t b1_l_row[27];   /**< block 1 learning linear update: one output row of the weight gradient [27], range [-43407, 34671] */
             int32_t b1_dz[9];   /**< block 1 NITRO-ReLU backward of one output channel [9], range [-15629859, 15629859] */
             int16_t b1_l_delta[9];   /**< block 1 local loss: loss gradient [3, 3], range [-159, 127] */
             int8_t b1_z[81];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) [3, 27], range [-127, 127] */
+            int8_t b1_xpad[69];   /**< block 1 zero-padded input of one sample [69], range [-57, 85] */
             int8_t b1_l_logits[9];   /**< block 1 local logits [3, 3], range [-127, 127] */
         } b1;
         struct {

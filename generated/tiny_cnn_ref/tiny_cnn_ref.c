@@ -189,33 +189,38 @@ tiny_cnn_ref_status_t tiny_cnn_ref_train_step(tiny_cnn_ref_ctx_t *ctx, const int
     }
     /* block 0 forward conv 1->2 3x3/1, 5->5: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-2147483648, 2147483647]: acc [-2473901161344, 2473901162496] (43 bits), wrapped to int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 5, 5, 4 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 2u; f++) {
-                uint32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int32_t *restrict wf = &ctx->b0_w[f * 9u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
-                for (uint32_t i = 0; i < 25u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 1u; c++) {
-    const int8_t *restrict xc = &ctx->aug.aug.x_aug[(n * 1u + c) * 25u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 5u + w0 + b - 1u];
-                                uint32_t *restrict ar = &acc[h * 5u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (uint32_t)wv * (uint32_t)xr[j];   /* modulo 2^32 */
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (1 planes of 7x7 and a zero tail); per output channel, the
+     * accumulators are rows of stride 7, so each kernel tap (c, a, b) is one contiguous loop of 48
+     * multiply-adds (a multiple of 16, for vector units; the columns past 5 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 64u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 1u; c++) {
+            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 1u + c) * 25u];
+            int8_t *restrict dst = &xp[c * 49u];
+            for (uint32_t r = 0; r < 5u; r++) {
+                for (uint32_t s = 0; s < 5u; s++) dst[(r + 1u) * 7u + 1u + s] = src[r * 5u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 2u; f++) {
+            uint32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int32_t *restrict wf = &ctx->b0_w[f * 9u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
+            for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 1u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int32_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 49u + a * 7u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 48u; i++) acc[i] += (uint32_t)wv * (uint32_t)xs[i];   /* modulo 2^32 */
                     }
                 }
-                for (uint32_t i = 0; i < 25u; i++) zf[i] = ng_scale32(ng_wrap32(acc[i]), 2304);
+            }
+            for (uint32_t h = 0; h < 5u; h++) {
+                for (uint32_t w = 0; w < 5u; w++) {
+                    zf[h * 5u + w] = ng_scale32(ng_wrap32(acc[h * 7u + w]), 2304);
+                }
             }
         }
     }
@@ -852,33 +857,38 @@ tiny_cnn_ref_status_t tiny_cnn_ref_train_step(tiny_cnn_ref_ctx_t *ctx, const int
 static void ng_forward(tiny_cnn_ref_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward conv 1->2 3x3/1, 5->5: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-2147483648, 2147483647]: acc [-2473901161344, 2473901162496] (43 bits), wrapped to int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 5, 5, 4 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 2u; f++) {
-                uint32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int32_t *restrict wf = &ctx->b0_w[f * 9u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
-                for (uint32_t i = 0; i < 25u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 1u; c++) {
-    const int8_t *restrict xc = &x[(n * 1u + c) * 25u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 5u + w0 + b - 1u];
-                                uint32_t *restrict ar = &acc[h * 5u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (uint32_t)wv * (uint32_t)xr[j];   /* modulo 2^32 */
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (1 planes of 7x7 and a zero tail); per output channel, the
+     * accumulators are rows of stride 7, so each kernel tap (c, a, b) is one contiguous loop of 48
+     * multiply-adds (a multiple of 16, for vector units; the columns past 5 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 64u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 1u; c++) {
+            const int8_t *restrict src = &x[(n * 1u + c) * 25u];
+            int8_t *restrict dst = &xp[c * 49u];
+            for (uint32_t r = 0; r < 5u; r++) {
+                for (uint32_t s = 0; s < 5u; s++) dst[(r + 1u) * 7u + 1u + s] = src[r * 5u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 2u; f++) {
+            uint32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int32_t *restrict wf = &ctx->b0_w[f * 9u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
+            for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 1u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int32_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 49u + a * 7u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 48u; i++) acc[i] += (uint32_t)wv * (uint32_t)xs[i];   /* modulo 2^32 */
                     }
                 }
-                for (uint32_t i = 0; i < 25u; i++) zf[i] = ng_scale32(ng_wrap32(acc[i]), 2304);
+            }
+            for (uint32_t h = 0; h < 5u; h++) {
+                for (uint32_t w = 0; w < 5u; w++) {
+                    zf[h * 5u + w] = ng_scale32(ng_wrap32(acc[h * 7u + w]), 2304);
+                }
             }
         }
     }

@@ -44,7 +44,7 @@ extern "C" {
 #define TINY_CNN_REF_PARAMS_COUNT 363
 #define TINY_CNN_REF_LR_INV_INIT 32
 #define TINY_CNN_REF_LR_INV_MAX INT64_C(24019198012642645)
-#define TINY_CNN_REF_CTX_BYTES 2984u   /**< sizeof(tiny_cnn_ref_ctx_t) with natural alignment */
+#define TINY_CNN_REF_CTX_BYTES 3144u   /**< sizeof(tiny_cnn_ref_ctx_t) with natural alignment */
 
 /** Status codes returned by every function. */
 typedef enum {
@@ -72,14 +72,15 @@ typedef struct {
     int32_t b2_w[20];   /**< blocks.2.forward.weight [4, 5], range [-2147483648, 2147483647] */
     int32_t b2_l_w[12];   /**< blocks.2.learning.weight [3, 4], range [-2147483648, 2147483647] */
     int32_t out_w[12];   /**< output.weight [3, 4], range [-2147483648, 2147483647] */
-    union {   /* scratch: groups with disjoint lifetimes share these 1024 bytes */
+    union {   /* scratch: groups with disjoint lifetimes share these 1180 bytes */
         struct {
             int32_t b0_l_dx[72];   /**< block 0 learning input gradient [6, 12], range [-2147483648, 2147483647] */
-            uint32_t b0_acc_plane[25];   /**< block 0 accumulators of one output channel [25], range [-2147483648, 2147483647] */
+            uint32_t b0_acc_plane[48];   /**< block 0 accumulators of one output channel, rows of stride 7 [48], range [-2147483648, 2147483647] */
             uint32_t b0_l_row[12];   /**< block 0 learning linear update: one output row of the weight gradient [12], range [-69888, 69342] */
             uint32_t b0_row[9];   /**< block 0 forward conv update: one output row of the weight gradient [9], range [-2147483648, 2147483647] */
             uint16_t b0_lp_arg[72];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [6, 12], range [0, 7] */
             int8_t b0_z[300];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) [6, 50], range [-127, 127] */
+            int8_t b0_xpad[64];   /**< block 0 zero-padded input of one sample [64], range [-128, 127] */
             int8_t b0_lp[72];   /**< block 0 learning max pool (4, 2) pad (2, 1) [6, 12], range [-67, 91] */
             int8_t b0_l_logits[18];   /**< block 0 local logits [6, 3], range [-127, 127] */
             int8_t b0_l_delta[18];   /**< block 0 local loss: loss gradient [6, 3], range [-128, 127] */

@@ -239,33 +239,38 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     }
     /* block 0 forward conv 3->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 128u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 27u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 3u; c++) {
-    const int8_t *restrict xc = &ctx->aug.aug.x_aug[(n * 3u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 3u; c++) {
+            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 3u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 128u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 27u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 3u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale32(acc[i], 6912);
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 6912);
+                }
             }
         }
     }
@@ -421,40 +426,45 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     }
     /* block 1 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 128u; f++) {
-                int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 128u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
-                    for (uint32_t i = 0; i < 1024u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.b0.b0_h[(n * 128u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 128u; c++) {
+            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 128u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 128u; f++) {
+            int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 128u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
+                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 1024u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale64(acc[i], 294912);
+                }
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+                }
             }
         }
     }
@@ -610,40 +620,45 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     }
     /* block 2 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 128u; f++) {
-                int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-                const int16_t *restrict wf = &ctx->b2_w[f * 1152u];
-                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 128u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
-                    for (uint32_t i = 0; i < 1024u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act1.b1.b1_h[(n * 128u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 128u; c++) {
+            const int8_t *restrict src = &ctx->act1.b1.b1_h[(n * 128u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 128u; f++) {
+            int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+            const int16_t *restrict wf = &ctx->b2_w[f * 1152u];
+            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 128u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
+                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 1024u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale64(acc[i], 294912);
+                }
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+                }
             }
         }
     }
@@ -799,40 +814,45 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     }
     /* block 3 forward conv 128->256 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 256u; f++) {
-                int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-                const int16_t *restrict wf = &ctx->b3_w[f * 1152u];
-                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 256u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
-                    for (uint32_t i = 0; i < 1024u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.b2.b2_h[(n * 128u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 128u; c++) {
+            const int8_t *restrict src = &ctx->act0.b2.b2_h[(n * 128u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 256u; f++) {
+            int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+            const int16_t *restrict wf = &ctx->b3_w[f * 1152u];
+            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 256u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
+                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 1024u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale64(acc[i], 294912);
+                }
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+                }
             }
         }
     }
@@ -1013,40 +1033,45 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     }
     /* block 4 forward conv 256->256 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 16, 16, 15 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 256u; f++) {
-                int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-                const int16_t *restrict wf = &ctx->b4_w[f * 2304u];
-                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 256u + f) * 256u];
-                for (uint32_t i = 0; i < 256u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
-                    for (uint32_t i = 0; i < 256u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.pool4.pool4_y[(n * 256u + c) * 256u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 16u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 16u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
+     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
+     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+        for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 256u; c++) {
+            const int8_t *restrict src = &ctx->act0.pool4.pool4_y[(n * 256u + c) * 256u];
+            int8_t *restrict dst = &xp[c * 324u];
+            for (uint32_t r = 0; r < 16u; r++) {
+                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 256u; f++) {
+            int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+            const int16_t *restrict wf = &ctx->b4_w[f * 2304u];
+            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 256u + f) * 256u];
+            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
+                for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 288u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 256u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 256u; i++) zf[i] = ng_scale64(acc[i], 589824);
+                }
+                for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 16u; h++) {
+                for (uint32_t w = 0; w < 16u; w++) {
+                    zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
+                }
             }
         }
     }
@@ -1202,40 +1227,45 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     }
     /* block 5 forward conv 256->512 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 16, 16, 15 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 512u; f++) {
-                int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-                const int16_t *restrict wf = &ctx->b5_w[f * 2304u];
-                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 256u];
-                for (uint32_t i = 0; i < 256u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
-                    for (uint32_t i = 0; i < 256u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act1.b4.b4_h[(n * 256u + c) * 256u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 16u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 16u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
+     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
+     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+        for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 256u; c++) {
+            const int8_t *restrict src = &ctx->act1.b4.b4_h[(n * 256u + c) * 256u];
+            int8_t *restrict dst = &xp[c * 324u];
+            for (uint32_t r = 0; r < 16u; r++) {
+                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 512u; f++) {
+            int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+            const int16_t *restrict wf = &ctx->b5_w[f * 2304u];
+            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 256u];
+            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
+                for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 288u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 256u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 256u; i++) zf[i] = ng_scale64(acc[i], 589824);
+                }
+                for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 16u; h++) {
+                for (uint32_t w = 0; w < 16u; w++) {
+                    zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
+                }
             }
         }
     }
@@ -1416,40 +1446,45 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     }
     /* block 6 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 8, 8, 7 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 512u; f++) {
-                int64_t *restrict acc = ctx->scratch.b6.b6_acc_plane;
-                const int16_t *restrict wf = &ctx->b6_w[f * 4608u];
-                int8_t *restrict zf = &ctx->scratch.b6.b6_z[(n * 512u + f) * 64u];
-                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
-                    for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool7.pool7_y[(n * 512u + c) * 64u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 8u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 8u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
+     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
+     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b6.b6_xpad;
+        for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 512u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 512u + c) * 64u];
+            int8_t *restrict dst = &xp[c * 100u];
+            for (uint32_t r = 0; r < 8u; r++) {
+                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 512u; f++) {
+            int64_t *restrict acc = ctx->scratch.b6.b6_acc_plane;
+            const int16_t *restrict wf = &ctx->b6_w[f * 4608u];
+            int8_t *restrict zf = &ctx->scratch.b6.b6_z[(n * 512u + f) * 64u];
+            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
+                for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 80u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 64u; i++) zf[i] = ng_scale64(acc[i], 1179648);
+                }
+                for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 8u; h++) {
+                for (uint32_t w = 0; w < 8u; w++) {
+                    zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
+                }
             }
         }
     }
@@ -1605,40 +1640,45 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     }
     /* block 7 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 8, 8, 7 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 512u; f++) {
-                int64_t *restrict acc = ctx->scratch.b7.b7_acc_plane;
-                const int16_t *restrict wf = &ctx->b7_w[f * 4608u];
-                int8_t *restrict zf = &ctx->scratch.b7.b7_z[(n * 512u + f) * 64u];
-                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
-                    for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.b6.b6_h[(n * 512u + c) * 64u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 8u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 8u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
+     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
+     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b7.b7_xpad;
+        for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 512u; c++) {
+            const int8_t *restrict src = &ctx->act0.b6.b6_h[(n * 512u + c) * 64u];
+            int8_t *restrict dst = &xp[c * 100u];
+            for (uint32_t r = 0; r < 8u; r++) {
+                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 512u; f++) {
+            int64_t *restrict acc = ctx->scratch.b7.b7_acc_plane;
+            const int16_t *restrict wf = &ctx->b7_w[f * 4608u];
+            int8_t *restrict zf = &ctx->scratch.b7.b7_z[(n * 512u + f) * 64u];
+            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
+                for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 80u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 64u; i++) zf[i] = ng_scale64(acc[i], 1179648);
+                }
+                for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 8u; h++) {
+                for (uint32_t w = 0; w < 8u; w++) {
+                    zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
+                }
             }
         }
     }
@@ -1819,40 +1859,45 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     }
     /* block 8 forward conv 512->512 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 4, 4, 3 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 512u; f++) {
-                int64_t *restrict acc = ctx->scratch.b8.b8_acc_plane;
-                const int16_t *restrict wf = &ctx->b8_w[f * 4608u];
-                int8_t *restrict zf = &ctx->scratch.b8.b8_z[(n * 512u + f) * 16u];
-                for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
-                    for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.pool10.pool10_y[(n * 512u + c) * 16u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 4u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 4u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (512 planes of 6x6 and a zero tail); per output channel, the
+     * accumulators are rows of stride 6, so each kernel tap (c, a, b) is one contiguous loop of 32
+     * multiply-adds (a multiple of 16, for vector units; the columns past 4 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b8.b8_xpad;
+        for (uint32_t i = 0; i < 18442u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 512u; c++) {
+            const int8_t *restrict src = &ctx->act0.pool10.pool10_y[(n * 512u + c) * 16u];
+            int8_t *restrict dst = &xp[c * 36u];
+            for (uint32_t r = 0; r < 4u; r++) {
+                for (uint32_t s = 0; s < 4u; s++) dst[(r + 1u) * 6u + 1u + s] = src[r * 4u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 512u; f++) {
+            int64_t *restrict acc = ctx->scratch.b8.b8_acc_plane;
+            const int16_t *restrict wf = &ctx->b8_w[f * 4608u];
+            int8_t *restrict zf = &ctx->scratch.b8.b8_z[(n * 512u + f) * 16u];
+            for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
+                for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 36u + a * 6u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 32u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 16u; i++) zf[i] = ng_scale64(acc[i], 1179648);
+                }
+                for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 4u; h++) {
+                for (uint32_t w = 0; w < 4u; w++) {
+                    zf[h * 4u + w] = ng_scale64(acc[h * 6u + w], 1179648);
+                }
             }
         }
     }
@@ -2220,33 +2265,38 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
 static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward conv 3->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 128u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 27u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 3u; c++) {
-    const int8_t *restrict xc = &x[(n * 3u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 3u; c++) {
+            const int8_t *restrict src = &x[(n * 3u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 128u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 27u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 3u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale32(acc[i], 6912);
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 6912);
+                }
             }
         }
     }
@@ -2258,40 +2308,45 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     }
     /* block 1 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 128u; f++) {
-                int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 128u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
-                    for (uint32_t i = 0; i < 1024u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.b0.b0_h[(n * 128u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 128u; c++) {
+            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 128u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 128u; f++) {
+            int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 128u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
+                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 1024u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale64(acc[i], 294912);
+                }
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+                }
             }
         }
     }
@@ -2303,40 +2358,45 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     }
     /* block 2 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 128u; f++) {
-                int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-                const int16_t *restrict wf = &ctx->b2_w[f * 1152u];
-                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 128u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
-                    for (uint32_t i = 0; i < 1024u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act1.b1.b1_h[(n * 128u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 128u; c++) {
+            const int8_t *restrict src = &ctx->act1.b1.b1_h[(n * 128u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 128u; f++) {
+            int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+            const int16_t *restrict wf = &ctx->b2_w[f * 1152u];
+            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 128u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
+                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 1024u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale64(acc[i], 294912);
+                }
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+                }
             }
         }
     }
@@ -2348,40 +2408,45 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     }
     /* block 3 forward conv 128->256 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 256u; f++) {
-                int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-                const int16_t *restrict wf = &ctx->b3_w[f * 1152u];
-                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 256u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
-                    for (uint32_t i = 0; i < 1024u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.b2.b2_h[(n * 128u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 128u; c++) {
+            const int8_t *restrict src = &ctx->act0.b2.b2_h[(n * 128u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 256u; f++) {
+            int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+            const int16_t *restrict wf = &ctx->b3_w[f * 1152u];
+            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 256u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
+                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 1024u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale64(acc[i], 294912);
+                }
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+                }
             }
         }
     }
@@ -2418,40 +2483,45 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     }
     /* block 4 forward conv 256->256 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 16, 16, 15 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 256u; f++) {
-                int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-                const int16_t *restrict wf = &ctx->b4_w[f * 2304u];
-                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 256u + f) * 256u];
-                for (uint32_t i = 0; i < 256u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
-                    for (uint32_t i = 0; i < 256u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.pool4.pool4_y[(n * 256u + c) * 256u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 16u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 16u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
+     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
+     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+        for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 256u; c++) {
+            const int8_t *restrict src = &ctx->act0.pool4.pool4_y[(n * 256u + c) * 256u];
+            int8_t *restrict dst = &xp[c * 324u];
+            for (uint32_t r = 0; r < 16u; r++) {
+                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 256u; f++) {
+            int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+            const int16_t *restrict wf = &ctx->b4_w[f * 2304u];
+            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 256u + f) * 256u];
+            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
+                for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 288u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 256u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 256u; i++) zf[i] = ng_scale64(acc[i], 589824);
+                }
+                for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 16u; h++) {
+                for (uint32_t w = 0; w < 16u; w++) {
+                    zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
+                }
             }
         }
     }
@@ -2463,40 +2533,45 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     }
     /* block 5 forward conv 256->512 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 16, 16, 15 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 512u; f++) {
-                int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-                const int16_t *restrict wf = &ctx->b5_w[f * 2304u];
-                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 256u];
-                for (uint32_t i = 0; i < 256u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
-                    for (uint32_t i = 0; i < 256u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act1.b4.b4_h[(n * 256u + c) * 256u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 16u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 16u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
+     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
+     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+        for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 256u; c++) {
+            const int8_t *restrict src = &ctx->act1.b4.b4_h[(n * 256u + c) * 256u];
+            int8_t *restrict dst = &xp[c * 324u];
+            for (uint32_t r = 0; r < 16u; r++) {
+                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 512u; f++) {
+            int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+            const int16_t *restrict wf = &ctx->b5_w[f * 2304u];
+            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 256u];
+            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
+                for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 288u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 256u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 256u; i++) zf[i] = ng_scale64(acc[i], 589824);
+                }
+                for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 16u; h++) {
+                for (uint32_t w = 0; w < 16u; w++) {
+                    zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
+                }
             }
         }
     }
@@ -2533,40 +2608,45 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     }
     /* block 6 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 8, 8, 7 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 512u; f++) {
-                int64_t *restrict acc = ctx->scratch.b6.b6_acc_plane;
-                const int16_t *restrict wf = &ctx->b6_w[f * 4608u];
-                int8_t *restrict zf = &ctx->scratch.b6.b6_z[(n * 512u + f) * 64u];
-                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
-                    for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool7.pool7_y[(n * 512u + c) * 64u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 8u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 8u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
+     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
+     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b6.b6_xpad;
+        for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 512u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 512u + c) * 64u];
+            int8_t *restrict dst = &xp[c * 100u];
+            for (uint32_t r = 0; r < 8u; r++) {
+                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 512u; f++) {
+            int64_t *restrict acc = ctx->scratch.b6.b6_acc_plane;
+            const int16_t *restrict wf = &ctx->b6_w[f * 4608u];
+            int8_t *restrict zf = &ctx->scratch.b6.b6_z[(n * 512u + f) * 64u];
+            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
+                for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 80u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 64u; i++) zf[i] = ng_scale64(acc[i], 1179648);
+                }
+                for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 8u; h++) {
+                for (uint32_t w = 0; w < 8u; w++) {
+                    zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
+                }
             }
         }
     }
@@ -2578,40 +2658,45 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     }
     /* block 7 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 8, 8, 7 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 512u; f++) {
-                int64_t *restrict acc = ctx->scratch.b7.b7_acc_plane;
-                const int16_t *restrict wf = &ctx->b7_w[f * 4608u];
-                int8_t *restrict zf = &ctx->scratch.b7.b7_z[(n * 512u + f) * 64u];
-                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
-                    for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.b6.b6_h[(n * 512u + c) * 64u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 8u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 8u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
+     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
+     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b7.b7_xpad;
+        for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 512u; c++) {
+            const int8_t *restrict src = &ctx->act0.b6.b6_h[(n * 512u + c) * 64u];
+            int8_t *restrict dst = &xp[c * 100u];
+            for (uint32_t r = 0; r < 8u; r++) {
+                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 512u; f++) {
+            int64_t *restrict acc = ctx->scratch.b7.b7_acc_plane;
+            const int16_t *restrict wf = &ctx->b7_w[f * 4608u];
+            int8_t *restrict zf = &ctx->scratch.b7.b7_z[(n * 512u + f) * 64u];
+            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
+                for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 80u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 64u; i++) zf[i] = ng_scale64(acc[i], 1179648);
+                }
+                for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 8u; h++) {
+                for (uint32_t w = 0; w < 8u; w++) {
+                    zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
+                }
             }
         }
     }
@@ -2648,40 +2733,45 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     }
     /* block 8 forward conv 512->512 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 4, 4, 3 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 512u; f++) {
-                int64_t *restrict acc = ctx->scratch.b8.b8_acc_plane;
-                const int16_t *restrict wf = &ctx->b8_w[f * 4608u];
-                int8_t *restrict zf = &ctx->scratch.b8.b8_z[(n * 512u + f) * 16u];
-                for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
-                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                    int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
-                    for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
-                    for (uint32_t c = c0; c < c1; c++) {
-    const int8_t *restrict xc = &ctx->act0.pool10.pool10_y[(n * 512u + c) * 16u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 4u + w0 + b - 1u];
-                                int32_t *restrict ar = &part[h * 4u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (512 planes of 6x6 and a zero tail); per output channel, the
+     * accumulators are rows of stride 6, so each kernel tap (c, a, b) is one contiguous loop of 32
+     * multiply-adds (a multiple of 16, for vector units; the columns past 4 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b8.b8_xpad;
+        for (uint32_t i = 0; i < 18442u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 512u; c++) {
+            const int8_t *restrict src = &ctx->act0.pool10.pool10_y[(n * 512u + c) * 16u];
+            int8_t *restrict dst = &xp[c * 36u];
+            for (uint32_t r = 0; r < 4u; r++) {
+                for (uint32_t s = 0; s < 4u; s++) dst[(r + 1u) * 6u + 1u + s] = src[r * 4u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 512u; f++) {
+            int64_t *restrict acc = ctx->scratch.b8.b8_acc_plane;
+            const int16_t *restrict wf = &ctx->b8_w[f * 4608u];
+            int8_t *restrict zf = &ctx->scratch.b8.b8_z[(n * 512u + f) * 16u];
+            for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
+            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
+                for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
+                for (uint32_t c = c0; c < c1; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 36u + a * 6u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 32u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
-                    }
-                    for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];
                 }
-                for (uint32_t i = 0; i < 16u; i++) zf[i] = ng_scale64(acc[i], 1179648);
+                }
+                for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];
+            }
+            for (uint32_t h = 0; h < 4u; h++) {
+                for (uint32_t w = 0; w < 4u; w++) {
+                    zf[h * 4u + w] = ng_scale64(acc[h * 6u + w], 1179648);
+                }
             }
         }
     }

@@ -209,33 +209,38 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     }
     /* block 0 forward conv 3->16 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 16u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 27u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 3u; c++) {
-    const int8_t *restrict xc = &ctx->aug.aug.x_aug[(n * 3u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 3u; c++) {
+            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 3u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 16u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 27u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 3u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale32(acc[i], 6912);
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 6912);
+                }
             }
         }
     }
@@ -385,33 +390,38 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     }
     /* block 1 forward conv 16->32 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 36864), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-429378768, 429378768] (30 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 32u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 144u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 16u; c++) {
-    const int8_t *restrict xc = &ctx->act0.b0.b0_h[(n * 16u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (16 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 18498u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 16u; c++) {
+            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 16u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 32u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 144u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 16u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale32(acc[i], 36864);
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 36864);
+                }
             }
         }
     }
@@ -586,33 +596,38 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     }
     /* block 2 forward conv 32->32 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 16, 16, 15 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 32u; f++) {
-                int32_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-                const int16_t *restrict wf = &ctx->b2_w[f * 288u];
-                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 256u];
-                for (uint32_t i = 0; i < 256u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 32u; c++) {
-    const int8_t *restrict xc = &ctx->act0.pool2.pool2_y[(n * 32u + c) * 256u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 16u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 16u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (32 planes of 18x18 and a zero tail); per output channel, the
+     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
+     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+        for (uint32_t i = 0; i < 10370u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 32u; c++) {
+            const int8_t *restrict src = &ctx->act0.pool2.pool2_y[(n * 32u + c) * 256u];
+            int8_t *restrict dst = &xp[c * 324u];
+            for (uint32_t r = 0; r < 16u; r++) {
+                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 32u; f++) {
+            int32_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+            const int16_t *restrict wf = &ctx->b2_w[f * 288u];
+            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 256u];
+            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 32u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 288u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 256u; i++) zf[i] = ng_scale32(acc[i], 73728);
+            }
+            for (uint32_t h = 0; h < 16u; h++) {
+                for (uint32_t w = 0; w < 16u; w++) {
+                    zf[h * 16u + w] = ng_scale32(acc[h * 18u + w], 73728);
+                }
             }
         }
     }
@@ -762,33 +777,38 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     }
     /* block 3 forward conv 32->64 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 16, 16, 15 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-                const int16_t *restrict wf = &ctx->b3_w[f * 288u];
-                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 256u];
-                for (uint32_t i = 0; i < 256u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 32u; c++) {
-    const int8_t *restrict xc = &ctx->act1.b2.b2_h[(n * 32u + c) * 256u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 16u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 16u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (32 planes of 18x18 and a zero tail); per output channel, the
+     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
+     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+        for (uint32_t i = 0; i < 10370u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 32u; c++) {
+            const int8_t *restrict src = &ctx->act1.b2.b2_h[(n * 32u + c) * 256u];
+            int8_t *restrict dst = &xp[c * 324u];
+            for (uint32_t r = 0; r < 16u; r++) {
+                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+            const int16_t *restrict wf = &ctx->b3_w[f * 288u];
+            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 256u];
+            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 32u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 288u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 256u; i++) zf[i] = ng_scale32(acc[i], 73728);
+            }
+            for (uint32_t h = 0; h < 16u; h++) {
+                for (uint32_t w = 0; w < 16u; w++) {
+                    zf[h * 16u + w] = ng_scale32(acc[h * 18u + w], 73728);
+                }
             }
         }
     }
@@ -963,33 +983,38 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     }
     /* block 4 forward conv 64->64 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 8, 8, 7 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-                const int16_t *restrict wf = &ctx->b4_w[f * 576u];
-                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 64u];
-                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 64u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool5.pool5_y[(n * 64u + c) * 64u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 8u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 8u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (64 planes of 10x10 and a zero tail); per output channel, the
+     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
+     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+        for (uint32_t i = 0; i < 6402u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 64u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool5.pool5_y[(n * 64u + c) * 64u];
+            int8_t *restrict dst = &xp[c * 100u];
+            for (uint32_t r = 0; r < 8u; r++) {
+                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+            const int16_t *restrict wf = &ctx->b4_w[f * 576u];
+            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 64u];
+            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 64u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 80u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 64u; i++) zf[i] = ng_scale32(acc[i], 147456);
+            }
+            for (uint32_t h = 0; h < 8u; h++) {
+                for (uint32_t w = 0; w < 8u; w++) {
+                    zf[h * 8u + w] = ng_scale32(acc[h * 10u + w], 147456);
+                }
             }
         }
     }
@@ -1164,33 +1189,38 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     }
     /* block 5 forward conv 64->64 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 4, 4, 3 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-                const int16_t *restrict wf = &ctx->b5_w[f * 576u];
-                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 16u];
-                for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 64u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool7.pool7_y[(n * 64u + c) * 16u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 4u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 4u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (64 planes of 6x6 and a zero tail); per output channel, the
+     * accumulators are rows of stride 6, so each kernel tap (c, a, b) is one contiguous loop of 32
+     * multiply-adds (a multiple of 16, for vector units; the columns past 4 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+        for (uint32_t i = 0; i < 2314u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 64u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 64u + c) * 16u];
+            int8_t *restrict dst = &xp[c * 36u];
+            for (uint32_t r = 0; r < 4u; r++) {
+                for (uint32_t s = 0; s < 4u; s++) dst[(r + 1u) * 6u + 1u + s] = src[r * 4u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+            const int16_t *restrict wf = &ctx->b5_w[f * 576u];
+            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 16u];
+            for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 64u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 36u + a * 6u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 32u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 16u; i++) zf[i] = ng_scale32(acc[i], 147456);
+            }
+            for (uint32_t h = 0; h < 4u; h++) {
+                for (uint32_t w = 0; w < 4u; w++) {
+                    zf[h * 4u + w] = ng_scale32(acc[h * 6u + w], 147456);
+                }
             }
         }
     }
@@ -1554,33 +1584,38 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
 static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward conv 3->16 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 16u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 27u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 3u; c++) {
-    const int8_t *restrict xc = &x[(n * 3u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 3u; c++) {
+            const int8_t *restrict src = &x[(n * 3u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 16u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 27u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 3u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale32(acc[i], 6912);
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 6912);
+                }
             }
         }
     }
@@ -1592,33 +1627,38 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     }
     /* block 1 forward conv 16->32 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 36864), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-429378768, 429378768] (30 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 32, 32, 31 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 32u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 144u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 1024u];
-                for (uint32_t i = 0; i < 1024u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 16u; c++) {
-    const int8_t *restrict xc = &ctx->act0.b0.b0_h[(n * 16u + c) * 1024u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 32u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 32u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (16 planes of 34x34 and a zero tail); per output channel, the
+     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
+     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 18498u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 16u; c++) {
+            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 16u + c) * 1024u];
+            int8_t *restrict dst = &xp[c * 1156u];
+            for (uint32_t r = 0; r < 32u; r++) {
+                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 32u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 144u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 1024u];
+            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 16u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 1024u; i++) zf[i] = ng_scale32(acc[i], 36864);
+            }
+            for (uint32_t h = 0; h < 32u; h++) {
+                for (uint32_t w = 0; w < 32u; w++) {
+                    zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 36864);
+                }
             }
         }
     }
@@ -1655,33 +1695,38 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     }
     /* block 2 forward conv 32->32 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 16, 16, 15 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 32u; f++) {
-                int32_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-                const int16_t *restrict wf = &ctx->b2_w[f * 288u];
-                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 256u];
-                for (uint32_t i = 0; i < 256u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 32u; c++) {
-    const int8_t *restrict xc = &ctx->act0.pool2.pool2_y[(n * 32u + c) * 256u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 16u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 16u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (32 planes of 18x18 and a zero tail); per output channel, the
+     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
+     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+        for (uint32_t i = 0; i < 10370u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 32u; c++) {
+            const int8_t *restrict src = &ctx->act0.pool2.pool2_y[(n * 32u + c) * 256u];
+            int8_t *restrict dst = &xp[c * 324u];
+            for (uint32_t r = 0; r < 16u; r++) {
+                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 32u; f++) {
+            int32_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+            const int16_t *restrict wf = &ctx->b2_w[f * 288u];
+            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 256u];
+            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 32u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 288u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 256u; i++) zf[i] = ng_scale32(acc[i], 73728);
+            }
+            for (uint32_t h = 0; h < 16u; h++) {
+                for (uint32_t w = 0; w < 16u; w++) {
+                    zf[h * 16u + w] = ng_scale32(acc[h * 18u + w], 73728);
+                }
             }
         }
     }
@@ -1693,33 +1738,38 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     }
     /* block 3 forward conv 32->64 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 16, 16, 15 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-                const int16_t *restrict wf = &ctx->b3_w[f * 288u];
-                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 256u];
-                for (uint32_t i = 0; i < 256u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 32u; c++) {
-    const int8_t *restrict xc = &ctx->act1.b2.b2_h[(n * 32u + c) * 256u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 16u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 16u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (32 planes of 18x18 and a zero tail); per output channel, the
+     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
+     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+        for (uint32_t i = 0; i < 10370u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 32u; c++) {
+            const int8_t *restrict src = &ctx->act1.b2.b2_h[(n * 32u + c) * 256u];
+            int8_t *restrict dst = &xp[c * 324u];
+            for (uint32_t r = 0; r < 16u; r++) {
+                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+            const int16_t *restrict wf = &ctx->b3_w[f * 288u];
+            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 256u];
+            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 32u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 288u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 256u; i++) zf[i] = ng_scale32(acc[i], 73728);
+            }
+            for (uint32_t h = 0; h < 16u; h++) {
+                for (uint32_t w = 0; w < 16u; w++) {
+                    zf[h * 16u + w] = ng_scale32(acc[h * 18u + w], 73728);
+                }
             }
         }
     }
@@ -1756,33 +1806,38 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     }
     /* block 4 forward conv 64->64 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 8, 8, 7 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-                const int16_t *restrict wf = &ctx->b4_w[f * 576u];
-                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 64u];
-                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 64u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool5.pool5_y[(n * 64u + c) * 64u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 8u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 8u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (64 planes of 10x10 and a zero tail); per output channel, the
+     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
+     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+        for (uint32_t i = 0; i < 6402u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 64u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool5.pool5_y[(n * 64u + c) * 64u];
+            int8_t *restrict dst = &xp[c * 100u];
+            for (uint32_t r = 0; r < 8u; r++) {
+                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+            const int16_t *restrict wf = &ctx->b4_w[f * 576u];
+            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 64u];
+            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 64u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 80u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 64u; i++) zf[i] = ng_scale32(acc[i], 147456);
+            }
+            for (uint32_t h = 0; h < 8u; h++) {
+                for (uint32_t w = 0; w < 8u; w++) {
+                    zf[h * 8u + w] = ng_scale32(acc[h * 10u + w], 147456);
+                }
             }
         }
     }
@@ -1819,33 +1874,38 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     }
     /* block 5 forward conv 64->64 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 4, 4, 3 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-                const int16_t *restrict wf = &ctx->b5_w[f * 576u];
-                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 16u];
-                for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 64u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool7.pool7_y[(n * 64u + c) * 16u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 4u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 4u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (64 planes of 6x6 and a zero tail); per output channel, the
+     * accumulators are rows of stride 6, so each kernel tap (c, a, b) is one contiguous loop of 32
+     * multiply-adds (a multiple of 16, for vector units; the columns past 4 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+        for (uint32_t i = 0; i < 2314u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 64u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 64u + c) * 16u];
+            int8_t *restrict dst = &xp[c * 36u];
+            for (uint32_t r = 0; r < 4u; r++) {
+                for (uint32_t s = 0; s < 4u; s++) dst[(r + 1u) * 6u + 1u + s] = src[r * 4u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+            const int16_t *restrict wf = &ctx->b5_w[f * 576u];
+            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 16u];
+            for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 64u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 36u + a * 6u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 32u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 16u; i++) zf[i] = ng_scale32(acc[i], 147456);
+            }
+            for (uint32_t h = 0; h < 4u; h++) {
+                for (uint32_t w = 0; w < 4u; w++) {
+                    zf[h * 4u + w] = ng_scale32(acc[h * 6u + w], 147456);
+                }
             }
         }
     }

@@ -44,7 +44,7 @@ extern "C" {
 #define VGG8B_CIFAR10_W8_PARAMS_COUNT 172464
 #define VGG8B_CIFAR10_W8_LR_INV_INIT 512
 #define VGG8B_CIFAR10_W8_LR_INV_MAX INT64_C(7205759403792793)
-#define VGG8B_CIFAR10_W8_CTX_BYTES 6023040u   /**< sizeof(vgg8b_cifar10_w8_ctx_t) with natural alignment */
+#define VGG8B_CIFAR10_W8_CTX_BYTES 6041800u   /**< sizeof(vgg8b_cifar10_w8_ctx_t) with natural alignment */
 
 /** Status codes returned by every function. */
 typedef enum {
@@ -80,70 +80,76 @@ typedef struct {
     int16_t b6_w[32768];   /**< blocks.6.forward.weight [128, 256], range [-32767, 32767] */
     int16_t b6_l_w[1280];   /**< blocks.6.learning.weight [10, 128], range [-32767, 32767] */
     int16_t out_w[1280];   /**< output.weight [10, 128], range [-32767, 32767] */
-    union {   /* scratch: groups with disjoint lifetimes share these 2335744 bytes */
+    union {   /* scratch: groups with disjoint lifetimes share these 2354504 bytes */
         struct {
             int64_t b0_row[27];   /**< block 0 forward conv update: one output row of the weight gradient [27], range [-13657579192320, 13657579192320] */
             int32_t b0_l_dx[32768];   /**< block 0 learning input gradient [64, 512], range [-52099530, 52099530] */
-            int32_t b0_acc_plane[1024];   /**< block 0 accumulators of one output channel [1024], range [-113242752, 113242752] */
+            int32_t b0_acc_plane[1088];   /**< block 0 accumulators of one output channel, rows of stride 34 [1088], range [-113242752, 113242752] */
             int32_t b0_l_row[512];   /**< block 0 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
             uint16_t b0_lp_arg[32768];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 31] */
             int16_t b0_l_delta[640];   /**< block 0 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b0_z[1048576];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) [64, 16384], range [-127, 127] */
+            int8_t b0_xpad[3470];   /**< block 0 zero-padded input of one sample [3470], range [-128, 127] */
             int8_t b0_lp[32768];   /**< block 0 learning max pool (8, 4) pad (0, 0) [64, 512], range [-67, 91] */
             int8_t b0_l_logits[640];   /**< block 0 local logits [64, 10], range [-127, 127] */
         } b0;
         struct {
             int64_t b1_row[144];   /**< block 1 forward conv update: one output row of the weight gradient [144], range [-4854842603520, 4854842603520] */
             int32_t b1_l_dx[32768];   /**< block 1 learning input gradient [64, 512], range [-52099530, 52099530] */
-            int32_t b1_acc_plane[1024];   /**< block 1 accumulators of one output channel [1024], range [-429378768, 429378768] */
+            int32_t b1_acc_plane[1088];   /**< block 1 accumulators of one output channel, rows of stride 34 [1088], range [-429378768, 429378768] */
             int32_t b1_l_row[512];   /**< block 1 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
             uint16_t b1_lp_arg[32768];   /**< block 1 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 63] */
             int16_t b1_l_delta[640];   /**< block 1 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b1_z[2097152];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) [64, 32768], range [-127, 127] */
+            int8_t b1_xpad[18498];   /**< block 1 zero-padded input of one sample [18498], range [-67, 91] */
             int8_t b1_lp[32768];   /**< block 1 learning max pool (8, 8) pad (0, 0) [64, 512], range [-67, 91] */
             int8_t b1_l_logits[640];   /**< block 1 local logits [64, 10], range [-127, 127] */
         } b1;
         struct {
             int64_t b2_row[288];   /**< block 2 forward conv update: one output row of the weight gradient [288], range [-4854842603520, 4854842603520] */
             int32_t b2_l_dx[32768];   /**< block 2 learning input gradient [64, 512], range [-52099530, 52099530] */
-            int32_t b2_acc_plane[256];   /**< block 2 accumulators of one output channel [256], range [-858757536, 858757536] */
+            int32_t b2_acc_plane[288];   /**< block 2 accumulators of one output channel, rows of stride 18 [288], range [-858757536, 858757536] */
             int32_t b2_l_row[512];   /**< block 2 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
             uint16_t b2_lp_arg[32768];   /**< block 2 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 15] */
             int16_t b2_l_delta[640];   /**< block 2 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b2_z[524288];   /**< block 2 NITRO-Scaling output (NITRO-ReLU input) [64, 8192], range [-127, 127] */
+            int8_t b2_xpad[10370];   /**< block 2 zero-padded input of one sample [10370], range [-67, 91] */
             int8_t b2_lp[32768];   /**< block 2 learning max pool (4, 4) pad (0, 0) [64, 512], range [-67, 91] */
             int8_t b2_l_logits[640];   /**< block 2 local logits [64, 10], range [-127, 127] */
         } b2;
         struct {
             int64_t b3_row[288];   /**< block 3 forward conv update: one output row of the weight gradient [288], range [-2427421301760, 2427421301760] */
             int32_t b3_l_dx[32768];   /**< block 3 learning input gradient [64, 512], range [-52099530, 52099530] */
-            int32_t b3_acc_plane[256];   /**< block 3 accumulators of one output channel [256], range [-858757536, 858757536] */
+            int32_t b3_acc_plane[288];   /**< block 3 accumulators of one output channel, rows of stride 18 [288], range [-858757536, 858757536] */
             int32_t b3_l_row[512];   /**< block 3 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
             uint16_t b3_lp_arg[32768];   /**< block 3 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 31] */
             int16_t b3_l_delta[640];   /**< block 3 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b3_z[1048576];   /**< block 3 NITRO-Scaling output (NITRO-ReLU input) [64, 16384], range [-127, 127] */
+            int8_t b3_xpad[10370];   /**< block 3 zero-padded input of one sample [10370], range [-67, 91] */
             int8_t b3_lp[32768];   /**< block 3 learning max pool (8, 4) pad (0, 0) [64, 512], range [-67, 91] */
             int8_t b3_l_logits[640];   /**< block 3 local logits [64, 10], range [-127, 127] */
         } b3;
         struct {
             int64_t b4_row[576];   /**< block 4 forward conv update: one output row of the weight gradient [576], range [-2427421301760, 2427421301760] */
             int32_t b4_l_dx[32768];   /**< block 4 learning input gradient [64, 512], range [-52099530, 52099530] */
-            int32_t b4_acc_plane[64];   /**< block 4 accumulators of one output channel [64], range [-1717515072, 1717515072] */
+            int32_t b4_acc_plane[80];   /**< block 4 accumulators of one output channel, rows of stride 10 [80], range [-1717515072, 1717515072] */
             int32_t b4_l_row[512];   /**< block 4 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
             uint16_t b4_lp_arg[32768];   /**< block 4 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 7] */
             int16_t b4_l_delta[640];   /**< block 4 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b4_z[262144];   /**< block 4 NITRO-Scaling output (NITRO-ReLU input) [64, 4096], range [-127, 127] */
+            int8_t b4_xpad[6402];   /**< block 4 zero-padded input of one sample [6402], range [-67, 91] */
             int8_t b4_lp[32768];   /**< block 4 learning max pool (4, 2) pad (0, 0) [64, 512], range [-67, 91] */
             int8_t b4_l_logits[640];   /**< block 4 local logits [64, 10], range [-127, 127] */
         } b4;
         struct {
             int64_t b5_row[576];   /**< block 5 forward conv update: one output row of the weight gradient [576], range [-2427421301760, 2427421301760] */
             int32_t b5_l_dx[32768];   /**< block 5 learning input gradient [64, 512], range [-52099530, 52099530] */
-            int32_t b5_acc_plane[16];   /**< block 5 accumulators of one output channel [16], range [-1717515072, 1717515072] */
+            int32_t b5_acc_plane[32];   /**< block 5 accumulators of one output channel, rows of stride 6 [32], range [-1717515072, 1717515072] */
             int32_t b5_l_row[512];   /**< block 5 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
             uint16_t b5_lp_arg[32768];   /**< block 5 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 1] */
             int16_t b5_l_delta[640];   /**< block 5 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b5_z[65536];   /**< block 5 NITRO-Scaling output (NITRO-ReLU input) [64, 1024], range [-127, 127] */
+            int8_t b5_xpad[2314];   /**< block 5 zero-padded input of one sample [2314], range [-67, 91] */
             int8_t b5_lp[32768];   /**< block 5 learning max pool (2, 1) pad (0, 0) [64, 512], range [-67, 91] */
             int8_t b5_l_logits[640];   /**< block 5 local logits [64, 10], range [-127, 127] */
         } b5;

@@ -44,7 +44,7 @@ extern "C" {
 #define VGG8B_FMNIST_PARAMS_COUNT 7559296
 #define VGG8B_FMNIST_LR_INV_INIT 512
 #define VGG8B_FMNIST_LR_INV_MAX INT64_C(7205759403792793)
-#define VGG8B_FMNIST_CTX_BYTES 49153376u   /**< sizeof(vgg8b_fmnist_ctx_t) with natural alignment */
+#define VGG8B_FMNIST_CTX_BYTES 49269360u   /**< sizeof(vgg8b_fmnist_ctx_t) with natural alignment */
 
 /** Status codes returned by every function. */
 typedef enum {
@@ -80,75 +80,81 @@ typedef struct {
     int16_t b6_w[524288];   /**< blocks.6.forward.weight [1024, 512], range [-32767, 32767] */
     int16_t b6_l_w[10240];   /**< blocks.6.learning.weight [10, 1024], range [-32767, 32767] */
     int16_t out_w[10240];   /**< output.weight [10, 1024], range [-32767, 32767] */
-    union {   /* scratch: groups with disjoint lifetimes share these 14716992 bytes */
+    union {   /* scratch: groups with disjoint lifetimes share these 14832976 bytes */
         struct {
             int64_t b0_row[9];   /**< block 0 forward conv update: one output row of the weight gradient [9], range [-11950381793280, 11950381793280] */
             int32_t b0_l_dx[229376];   /**< block 0 learning input gradient [64, 3584], range [-52099530, 52099530] */
-            int32_t b0_acc_plane[784];   /**< block 0 accumulators of one output channel [784], range [-37747584, 37747584] */
+            int32_t b0_acc_plane[848];   /**< block 0 accumulators of one output channel, rows of stride 30 [848], range [-37747584, 37747584] */
             int32_t b0_l_row[3584];   /**< block 0 learning linear update: one output row of the weight gradient [3584], range [-926016, 739648] */
             uint16_t b0_lp_arg[229376];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [64, 3584], range [0, 31] */
             int16_t b0_l_delta[640];   /**< block 0 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b0_z[6422528];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) [64, 100352], range [-127, 127] */
+            int8_t b0_xpad[910];   /**< block 0 zero-padded input of one sample [910], range [-128, 127] */
             int8_t b0_lp[229376];   /**< block 0 learning max pool (8, 4) pad (4, 0) [64, 3584], range [-67, 91] */
             int8_t b0_l_logits[640];   /**< block 0 local logits [64, 10], range [-127, 127] */
         } b0;
         struct {
-            int64_t b1_acc_plane[784];   /**< block 1 accumulators of one output channel [784], range [-3435030144, 3435030144] */
+            int64_t b1_acc_plane[848];   /**< block 1 accumulators of one output channel, rows of stride 30 [848], range [-3435030144, 3435030144] */
             int64_t b1_row[1152];   /**< block 1 forward conv update: one output row of the weight gradient [1152], range [-4854842603520, 4854842603520] */
             int32_t b1_l_dx[262144];   /**< block 1 learning input gradient [64, 4096], range [-52099530, 52099530] */
-            int32_t b1_acc_part[784];   /**< block 1 exact int32 partial sums of one output channel [784], range [-2146893840, 2146893840] */
+            int32_t b1_acc_part[848];   /**< block 1 exact int32 partial sums of one output channel [848], range [-2146893840, 2146893840] */
             int32_t b1_l_row[4096];   /**< block 1 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
             uint16_t b1_lp_arg[262144];   /**< block 1 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 63] */
             int16_t b1_l_delta[640];   /**< block 1 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b1_z[12845056];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) [64, 200704], range [-127, 127] */
+            int8_t b1_xpad[115210];   /**< block 1 zero-padded input of one sample [115210], range [-67, 91] */
             int8_t b1_lp[262144];   /**< block 1 learning max pool (8, 8) pad (4, 4) [64, 4096], range [-67, 91] */
             int8_t b1_l_logits[640];   /**< block 1 local logits [64, 10], range [-127, 127] */
         } b1;
         struct {
-            int64_t b2_acc_plane[196];   /**< block 2 accumulators of one output channel [196], range [-6870060288, 6870060288] */
+            int64_t b2_acc_plane[224];   /**< block 2 accumulators of one output channel, rows of stride 16 [224], range [-6870060288, 6870060288] */
             int64_t b2_row[2304];   /**< block 2 forward conv update: one output row of the weight gradient [2304], range [-4854842603520, 4854842603520] */
             int32_t b2_l_dx[262144];   /**< block 2 learning input gradient [64, 4096], range [-52099530, 52099530] */
-            int32_t b2_acc_part[196];   /**< block 2 exact int32 partial sums of one output channel [196], range [-2146893840, 2146893840] */
+            int32_t b2_acc_part[224];   /**< block 2 exact int32 partial sums of one output channel [224], range [-2146893840, 2146893840] */
             int32_t b2_l_row[4096];   /**< block 2 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
             uint16_t b2_lp_arg[262144];   /**< block 2 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 15] */
             int16_t b2_l_delta[640];   /**< block 2 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b2_z[3211264];   /**< block 2 NITRO-Scaling output (NITRO-ReLU input) [64, 50176], range [-127, 127] */
+            int8_t b2_xpad[65538];   /**< block 2 zero-padded input of one sample [65538], range [-67, 91] */
             int8_t b2_lp[262144];   /**< block 2 learning max pool (4, 4) pad (2, 2) [64, 4096], range [-67, 91] */
             int8_t b2_l_logits[640];   /**< block 2 local logits [64, 10], range [-127, 127] */
         } b2;
         struct {
-            int64_t b3_acc_plane[196];   /**< block 3 accumulators of one output channel [196], range [-6870060288, 6870060288] */
+            int64_t b3_acc_plane[224];   /**< block 3 accumulators of one output channel, rows of stride 16 [224], range [-6870060288, 6870060288] */
             int64_t b3_row[2304];   /**< block 3 forward conv update: one output row of the weight gradient [2304], range [-2427421301760, 2427421301760] */
             int32_t b3_l_dx[262144];   /**< block 3 learning input gradient [64, 4096], range [-52099530, 52099530] */
-            int32_t b3_acc_part[196];   /**< block 3 exact int32 partial sums of one output channel [196], range [-2146893840, 2146893840] */
+            int32_t b3_acc_part[224];   /**< block 3 exact int32 partial sums of one output channel [224], range [-2146893840, 2146893840] */
             int32_t b3_l_row[4096];   /**< block 3 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
             uint16_t b3_lp_arg[262144];   /**< block 3 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 31] */
             int16_t b3_l_delta[640];   /**< block 3 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b3_z[6422528];   /**< block 3 NITRO-Scaling output (NITRO-ReLU input) [64, 100352], range [-127, 127] */
+            int8_t b3_xpad[65538];   /**< block 3 zero-padded input of one sample [65538], range [-67, 91] */
             int8_t b3_lp[262144];   /**< block 3 learning max pool (8, 4) pad (4, 2) [64, 4096], range [-67, 91] */
             int8_t b3_l_logits[640];   /**< block 3 local logits [64, 10], range [-127, 127] */
         } b3;
         struct {
-            int64_t b4_acc_plane[49];   /**< block 4 accumulators of one output channel [49], range [-13740120576, 13740120576] */
+            int64_t b4_acc_plane[64];   /**< block 4 accumulators of one output channel, rows of stride 9 [64], range [-13740120576, 13740120576] */
             int64_t b4_row[4608];   /**< block 4 forward conv update: one output row of the weight gradient [4608], range [-2427421301760, 2427421301760] */
             int32_t b4_l_dx[262144];   /**< block 4 learning input gradient [64, 4096], range [-52099530, 52099530] */
-            int32_t b4_acc_part[49];   /**< block 4 exact int32 partial sums of one output channel [49], range [-2146893840, 2146893840] */
+            int32_t b4_acc_part[64];   /**< block 4 exact int32 partial sums of one output channel [64], range [-2146893840, 2146893840] */
             int32_t b4_l_row[4096];   /**< block 4 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
             uint16_t b4_lp_arg[262144];   /**< block 4 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 7] */
             int16_t b4_l_delta[640];   /**< block 4 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b4_z[1605632];   /**< block 4 NITRO-Scaling output (NITRO-ReLU input) [64, 25088], range [-127, 127] */
+            int8_t b4_xpad[41475];   /**< block 4 zero-padded input of one sample [41475], range [-67, 91] */
             int8_t b4_lp[262144];   /**< block 4 learning max pool (4, 2) pad (2, 1) [64, 4096], range [-67, 91] */
             int8_t b4_l_logits[640];   /**< block 4 local logits [64, 10], range [-127, 127] */
         } b4;
         struct {
-            int64_t b5_acc_plane[9];   /**< block 5 accumulators of one output channel [9], range [-13740120576, 13740120576] */
+            int64_t b5_acc_plane[16];   /**< block 5 accumulators of one output channel, rows of stride 5 [16], range [-13740120576, 13740120576] */
             int64_t b5_row[4608];   /**< block 5 forward conv update: one output row of the weight gradient [4608], range [-1820565976320, 1820565976320] */
             int32_t b5_l_dx[196608];   /**< block 5 learning input gradient [64, 3072], range [-52099530, 52099530] */
-            int32_t b5_acc_part[9];   /**< block 5 exact int32 partial sums of one output channel [9], range [-2146893840, 2146893840] */
+            int32_t b5_acc_part[16];   /**< block 5 exact int32 partial sums of one output channel [16], range [-2146893840, 2146893840] */
             int32_t b5_l_row[3072];   /**< block 5 learning linear update: one output row of the weight gradient [3072], range [-926016, 739648] */
             uint16_t b5_lp_arg[196608];   /**< block 5 learning max pool: argmax offset a*kw + b in its window [64, 3072], range [0, 1] */
             int16_t b5_l_delta[640];   /**< block 5 local loss: loss gradient [64, 10], range [-159, 127] */
             int8_t b5_z[294912];   /**< block 5 NITRO-Scaling output (NITRO-ReLU input) [64, 4608], range [-127, 127] */
+            int8_t b5_xpad[12803];   /**< block 5 zero-padded input of one sample [12803], range [-67, 91] */
             int8_t b5_lp[196608];   /**< block 5 learning max pool (2, 1) pad (1, 0) [64, 3072], range [-67, 91] */
             int8_t b5_l_logits[640];   /**< block 5 local logits [64, 10], range [-127, 127] */
         } b5;

@@ -209,33 +209,38 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     }
     /* block 0 forward conv 1->16 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 28, 28, 27 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 16u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 9u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 784u];
-                for (uint32_t i = 0; i < 784u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 1u; c++) {
-    const int8_t *restrict xc = &ctx->aug.aug.x_aug[(n * 1u + c) * 784u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 28u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 28u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
+     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
+     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 1u; c++) {
+            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 1u + c) * 784u];
+            int8_t *restrict dst = &xp[c * 900u];
+            for (uint32_t r = 0; r < 28u; r++) {
+                for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 16u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 9u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 784u];
+            for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 1u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 784u; i++) zf[i] = ng_scale32(acc[i], 2304);
+            }
+            for (uint32_t h = 0; h < 28u; h++) {
+                for (uint32_t w = 0; w < 28u; w++) {
+                    zf[h * 28u + w] = ng_scale32(acc[h * 30u + w], 2304);
+                }
             }
         }
     }
@@ -389,33 +394,38 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     }
     /* block 1 forward conv 16->32 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 36864), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-429378768, 429378768] (30 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 28, 28, 27 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 32u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 144u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 784u];
-                for (uint32_t i = 0; i < 784u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 16u; c++) {
-    const int8_t *restrict xc = &ctx->act0.b0.b0_h[(n * 16u + c) * 784u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 28u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 28u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (16 planes of 30x30 and a zero tail); per output channel, the
+     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
+     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 14410u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 16u; c++) {
+            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 16u + c) * 784u];
+            int8_t *restrict dst = &xp[c * 900u];
+            for (uint32_t r = 0; r < 28u; r++) {
+                for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 32u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 144u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 784u];
+            for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 16u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 784u; i++) zf[i] = ng_scale32(acc[i], 36864);
+            }
+            for (uint32_t h = 0; h < 28u; h++) {
+                for (uint32_t w = 0; w < 28u; w++) {
+                    zf[h * 28u + w] = ng_scale32(acc[h * 30u + w], 36864);
+                }
             }
         }
     }
@@ -594,33 +604,38 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     }
     /* block 2 forward conv 32->32 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 14, 14, 13 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 32u; f++) {
-                int32_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-                const int16_t *restrict wf = &ctx->b2_w[f * 288u];
-                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 196u];
-                for (uint32_t i = 0; i < 196u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 32u; c++) {
-    const int8_t *restrict xc = &ctx->act0.pool2.pool2_y[(n * 32u + c) * 196u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 14u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 14u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (32 planes of 16x16 and a zero tail); per output channel, the
+     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
+     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+        for (uint32_t i = 0; i < 8194u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 32u; c++) {
+            const int8_t *restrict src = &ctx->act0.pool2.pool2_y[(n * 32u + c) * 196u];
+            int8_t *restrict dst = &xp[c * 256u];
+            for (uint32_t r = 0; r < 14u; r++) {
+                for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 32u; f++) {
+            int32_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+            const int16_t *restrict wf = &ctx->b2_w[f * 288u];
+            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 196u];
+            for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 32u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 224u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 196u; i++) zf[i] = ng_scale32(acc[i], 73728);
+            }
+            for (uint32_t h = 0; h < 14u; h++) {
+                for (uint32_t w = 0; w < 14u; w++) {
+                    zf[h * 14u + w] = ng_scale32(acc[h * 16u + w], 73728);
+                }
             }
         }
     }
@@ -774,33 +789,38 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     }
     /* block 3 forward conv 32->64 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 14, 14, 13 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-                const int16_t *restrict wf = &ctx->b3_w[f * 288u];
-                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 196u];
-                for (uint32_t i = 0; i < 196u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 32u; c++) {
-    const int8_t *restrict xc = &ctx->act1.b2.b2_h[(n * 32u + c) * 196u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 14u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 14u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (32 planes of 16x16 and a zero tail); per output channel, the
+     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
+     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+        for (uint32_t i = 0; i < 8194u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 32u; c++) {
+            const int8_t *restrict src = &ctx->act1.b2.b2_h[(n * 32u + c) * 196u];
+            int8_t *restrict dst = &xp[c * 256u];
+            for (uint32_t r = 0; r < 14u; r++) {
+                for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+            const int16_t *restrict wf = &ctx->b3_w[f * 288u];
+            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 196u];
+            for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 32u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 224u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 196u; i++) zf[i] = ng_scale32(acc[i], 73728);
+            }
+            for (uint32_t h = 0; h < 14u; h++) {
+                for (uint32_t w = 0; w < 14u; w++) {
+                    zf[h * 14u + w] = ng_scale32(acc[h * 16u + w], 73728);
+                }
             }
         }
     }
@@ -979,33 +999,38 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     }
     /* block 4 forward conv 64->64 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 7, 7, 6 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-                const int16_t *restrict wf = &ctx->b4_w[f * 576u];
-                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 49u];
-                for (uint32_t i = 0; i < 49u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 64u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool5.pool5_y[(n * 64u + c) * 49u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 7u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 7u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (64 planes of 9x9 and a zero tail); per output channel, the
+     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
+     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+        for (uint32_t i = 0; i < 5187u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 64u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool5.pool5_y[(n * 64u + c) * 49u];
+            int8_t *restrict dst = &xp[c * 81u];
+            for (uint32_t r = 0; r < 7u; r++) {
+                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+            const int16_t *restrict wf = &ctx->b4_w[f * 576u];
+            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 49u];
+            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 64u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 81u + a * 9u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 64u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 49u; i++) zf[i] = ng_scale32(acc[i], 147456);
+            }
+            for (uint32_t h = 0; h < 7u; h++) {
+                for (uint32_t w = 0; w < 7u; w++) {
+                    zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 147456);
+                }
             }
         }
     }
@@ -1184,33 +1209,38 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     }
     /* block 5 forward conv 64->64 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 3, 3, 2 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-                const int16_t *restrict wf = &ctx->b5_w[f * 576u];
-                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 9u];
-                for (uint32_t i = 0; i < 9u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 64u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool7.pool7_y[(n * 64u + c) * 9u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 3u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 3u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (64 planes of 5x5 and a zero tail); per output channel, the
+     * accumulators are rows of stride 5, so each kernel tap (c, a, b) is one contiguous loop of 16
+     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+        for (uint32_t i = 0; i < 1603u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 64u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 64u + c) * 9u];
+            int8_t *restrict dst = &xp[c * 25u];
+            for (uint32_t r = 0; r < 3u; r++) {
+                for (uint32_t s = 0; s < 3u; s++) dst[(r + 1u) * 5u + 1u + s] = src[r * 3u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+            const int16_t *restrict wf = &ctx->b5_w[f * 576u];
+            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 9u];
+            for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 64u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 25u + a * 5u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 9u; i++) zf[i] = ng_scale32(acc[i], 147456);
+            }
+            for (uint32_t h = 0; h < 3u; h++) {
+                for (uint32_t w = 0; w < 3u; w++) {
+                    zf[h * 3u + w] = ng_scale32(acc[h * 5u + w], 147456);
+                }
             }
         }
     }
@@ -1578,33 +1608,38 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
 static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward conv 1->16 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 28, 28, 27 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 16u; f++) {
-                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-                const int16_t *restrict wf = &ctx->b0_w[f * 9u];
-                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 784u];
-                for (uint32_t i = 0; i < 784u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 1u; c++) {
-    const int8_t *restrict xc = &x[(n * 1u + c) * 784u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 28u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 28u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
+     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
+     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+        for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 1u; c++) {
+            const int8_t *restrict src = &x[(n * 1u + c) * 784u];
+            int8_t *restrict dst = &xp[c * 900u];
+            for (uint32_t r = 0; r < 28u; r++) {
+                for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 16u; f++) {
+            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+            const int16_t *restrict wf = &ctx->b0_w[f * 9u];
+            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 784u];
+            for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 1u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 784u; i++) zf[i] = ng_scale32(acc[i], 2304);
+            }
+            for (uint32_t h = 0; h < 28u; h++) {
+                for (uint32_t w = 0; w < 28u; w++) {
+                    zf[h * 28u + w] = ng_scale32(acc[h * 30u + w], 2304);
+                }
             }
         }
     }
@@ -1616,33 +1651,38 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     }
     /* block 1 forward conv 16->32 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 36864), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-429378768, 429378768] (30 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 28, 28, 27 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 32u; f++) {
-                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-                const int16_t *restrict wf = &ctx->b1_w[f * 144u];
-                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 784u];
-                for (uint32_t i = 0; i < 784u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 16u; c++) {
-    const int8_t *restrict xc = &ctx->act0.b0.b0_h[(n * 16u + c) * 784u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 28u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 28u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (16 planes of 30x30 and a zero tail); per output channel, the
+     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
+     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+        for (uint32_t i = 0; i < 14410u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 16u; c++) {
+            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 16u + c) * 784u];
+            int8_t *restrict dst = &xp[c * 900u];
+            for (uint32_t r = 0; r < 28u; r++) {
+                for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 32u; f++) {
+            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+            const int16_t *restrict wf = &ctx->b1_w[f * 144u];
+            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 784u];
+            for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 16u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 784u; i++) zf[i] = ng_scale32(acc[i], 36864);
+            }
+            for (uint32_t h = 0; h < 28u; h++) {
+                for (uint32_t w = 0; w < 28u; w++) {
+                    zf[h * 28u + w] = ng_scale32(acc[h * 30u + w], 36864);
+                }
             }
         }
     }
@@ -1679,33 +1719,38 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     }
     /* block 2 forward conv 32->32 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 14, 14, 13 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 32u; f++) {
-                int32_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-                const int16_t *restrict wf = &ctx->b2_w[f * 288u];
-                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 196u];
-                for (uint32_t i = 0; i < 196u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 32u; c++) {
-    const int8_t *restrict xc = &ctx->act0.pool2.pool2_y[(n * 32u + c) * 196u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 14u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 14u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (32 planes of 16x16 and a zero tail); per output channel, the
+     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
+     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+        for (uint32_t i = 0; i < 8194u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 32u; c++) {
+            const int8_t *restrict src = &ctx->act0.pool2.pool2_y[(n * 32u + c) * 196u];
+            int8_t *restrict dst = &xp[c * 256u];
+            for (uint32_t r = 0; r < 14u; r++) {
+                for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 32u; f++) {
+            int32_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+            const int16_t *restrict wf = &ctx->b2_w[f * 288u];
+            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 196u];
+            for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 32u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 224u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 196u; i++) zf[i] = ng_scale32(acc[i], 73728);
+            }
+            for (uint32_t h = 0; h < 14u; h++) {
+                for (uint32_t w = 0; w < 14u; w++) {
+                    zf[h * 14u + w] = ng_scale32(acc[h * 16u + w], 73728);
+                }
             }
         }
     }
@@ -1717,33 +1762,38 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     }
     /* block 3 forward conv 32->64 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 14, 14, 13 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-                const int16_t *restrict wf = &ctx->b3_w[f * 288u];
-                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 196u];
-                for (uint32_t i = 0; i < 196u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 32u; c++) {
-    const int8_t *restrict xc = &ctx->act1.b2.b2_h[(n * 32u + c) * 196u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 14u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 14u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (32 planes of 16x16 and a zero tail); per output channel, the
+     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
+     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+        for (uint32_t i = 0; i < 8194u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 32u; c++) {
+            const int8_t *restrict src = &ctx->act1.b2.b2_h[(n * 32u + c) * 196u];
+            int8_t *restrict dst = &xp[c * 256u];
+            for (uint32_t r = 0; r < 14u; r++) {
+                for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+            const int16_t *restrict wf = &ctx->b3_w[f * 288u];
+            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 196u];
+            for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 32u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 224u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 196u; i++) zf[i] = ng_scale32(acc[i], 73728);
+            }
+            for (uint32_t h = 0; h < 14u; h++) {
+                for (uint32_t w = 0; w < 14u; w++) {
+                    zf[h * 14u + w] = ng_scale32(acc[h * 16u + w], 73728);
+                }
             }
         }
     }
@@ -1780,33 +1830,38 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     }
     /* block 4 forward conv 64->64 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 7, 7, 6 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-                const int16_t *restrict wf = &ctx->b4_w[f * 576u];
-                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 49u];
-                for (uint32_t i = 0; i < 49u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 64u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool5.pool5_y[(n * 64u + c) * 49u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 7u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 7u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (64 planes of 9x9 and a zero tail); per output channel, the
+     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
+     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+        for (uint32_t i = 0; i < 5187u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 64u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool5.pool5_y[(n * 64u + c) * 49u];
+            int8_t *restrict dst = &xp[c * 81u];
+            for (uint32_t r = 0; r < 7u; r++) {
+                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+            const int16_t *restrict wf = &ctx->b4_w[f * 576u];
+            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 49u];
+            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 64u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 81u + a * 9u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 64u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 49u; i++) zf[i] = ng_scale32(acc[i], 147456);
+            }
+            for (uint32_t h = 0; h < 7u; h++) {
+                for (uint32_t w = 0; w < 7u; w++) {
+                    zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 147456);
+                }
             }
         }
     }
@@ -1843,33 +1898,38 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     }
     /* block 5 forward conv 64->64 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
-     * One output channel at a time: for each kernel offset (a, b), the output rows [row_lo[a], row_hi[a]) and
-     * columns [row_lo[b], row_hi[b]) read real input cells; the rest of the padding contributes 0. */
-    {
-        static const uint16_t row_lo[3] = { 1, 0, 0 };
-        static const uint16_t row_hi[3] = { 3, 3, 2 };
-        for (uint32_t n = 0; n < rows; n++) {
-            for (uint32_t f = 0; f < 64u; f++) {
-                int32_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-                const int16_t *restrict wf = &ctx->b5_w[f * 576u];
-                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 9u];
-                for (uint32_t i = 0; i < 9u; i++) acc[i] = 0;
-                for (uint32_t c = 0; c < 64u; c++) {
-    const int8_t *restrict xc = &ctx->act1.pool7.pool7_y[(n * 64u + c) * 9u];
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int32_t wv = (int32_t)wf[(c * 3u + a) * 3u + b];
-                            const uint32_t w0 = row_lo[b], width = row_hi[b] - row_lo[b];
-                            if (wv == 0) continue;
-                            for (uint32_t h = row_lo[a]; h < row_hi[a]; h++) {
-                                const int8_t *restrict xr = &xc[(h + a - 1u) * 3u + w0 + b - 1u];
-                                int32_t *restrict ar = &acc[h * 3u + w0];
-                                for (uint32_t j = 0; j < width; j++) ar[j] += (int32_t)(wv * (int32_t)xr[j]);
-                            }
-                        }
+     * Per sample, a zero-padded copy x_pad (64 planes of 5x5 and a zero tail); per output channel, the
+     * accumulators are rows of stride 5, so each kernel tap (c, a, b) is one contiguous loop of 16
+     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+    for (uint32_t n = 0; n < rows; n++) {
+        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+        for (uint32_t i = 0; i < 1603u; i++) xp[i] = 0;
+        for (uint32_t c = 0; c < 64u; c++) {
+            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 64u + c) * 9u];
+            int8_t *restrict dst = &xp[c * 25u];
+            for (uint32_t r = 0; r < 3u; r++) {
+                for (uint32_t s = 0; s < 3u; s++) dst[(r + 1u) * 5u + 1u + s] = src[r * 3u + s];
+            }
+        }
+        for (uint32_t f = 0; f < 64u; f++) {
+            int32_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+            const int16_t *restrict wf = &ctx->b5_w[f * 576u];
+            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 9u];
+            for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
+            for (uint32_t c = 0; c < 64u; c++) {
+    for (uint32_t a = 0; a < 3u; a++) {
+                    for (uint32_t b = 0; b < 3u; b++) {
+                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                        const int8_t *restrict xs = &xp[c * 25u + a * 5u + b];
+                        if (wv == 0) continue;
+                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
                     }
                 }
-                for (uint32_t i = 0; i < 9u; i++) zf[i] = ng_scale32(acc[i], 147456);
+            }
+            for (uint32_t h = 0; h < 3u; h++) {
+                for (uint32_t w = 0; w < 3u; w++) {
+                    zf[h * 3u + w] = ng_scale32(acc[h * 5u + w], 147456);
+                }
             }
         }
     }
