@@ -128,7 +128,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     progress = show if sys.stderr.isatty() else None
     outcome = verify.run(model, steps=args.steps, seed=args.seed, batch=args.batch, pattern=args.inputs,
-                         progress=progress)
+                         n_eval=args.eval, progress=progress)
     if progress:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     if outcome.ok:
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_int_at_least(1, 1 << 16), default=None, help="override the spec's batch size")
     p.add_argument("--inputs", choices=("random", "min", "max", "zero", "mixed"), default="random",
                    help="input pattern (default: pseudo-random int8)")
+    p.add_argument("--eval", type=_int_at_least(0, 1 << 20), default=None, metavar="N",
+                   help="held-out inputs compared after training (default: 3 x batch + 1, at most 200)")
     p.set_defaults(func=cmd_verify)
     return parser
 

@@ -21,6 +21,11 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
+/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+}
+
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
@@ -177,12 +182,10 @@ tiny_cnn_avg_status_t tiny_cnn_avg_train_step(tiny_cnn_avg_ctx_t *ctx, const int
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 64u];
             for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 2u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 80u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u + b], wv, 80u);
                     }
                 }
             }
@@ -369,12 +372,10 @@ tiny_cnn_avg_status_t tiny_cnn_avg_train_step(tiny_cnn_avg_ctx_t *ctx, const int
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 9u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 4u; c++) {
-    for (uint32_t a = 0; a < 2u; a++) {
+                for (uint32_t a = 0; a < 2u; a++) {
                     for (uint32_t b = 0; b < 2u; b++) {
                         const int16_t wv = wf[(c * 2u + a) * 2u + b];
-                        const int8_t *restrict xs = &xp[c * 16u + a * 4u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u + b], wv, 16u);
                     }
                 }
             }
@@ -582,12 +583,10 @@ static void ng_forward(tiny_cnn_avg_ctx_t *ctx, const int8_t *x, uint32_t rows) 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 64u];
             for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 2u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 80u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u + b], wv, 80u);
                     }
                 }
             }
@@ -642,12 +641,10 @@ static void ng_forward(tiny_cnn_avg_ctx_t *ctx, const int8_t *x, uint32_t rows) 
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 9u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 4u; c++) {
-    for (uint32_t a = 0; a < 2u; a++) {
+                for (uint32_t a = 0; a < 2u; a++) {
                     for (uint32_t b = 0; b < 2u; b++) {
                         const int16_t wv = wf[(c * 2u + a) * 2u + b];
-                        const int8_t *restrict xs = &xp[c * 16u + a * 4u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u + b], wv, 16u);
                     }
                 }
             }

@@ -33,6 +33,11 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
+/** acc[i] += w * x[i] for i < n, modulo 2^32 (reference semantics). */
+static inline void ng_mac_u32_i8_i32(uint32_t *restrict acc, const int8_t *restrict x, int32_t w, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) acc[i] += (uint32_t)w * (uint32_t)x[i];
+}
+
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
@@ -208,12 +213,10 @@ tiny_cnn_ref_status_t tiny_cnn_ref_train_step(tiny_cnn_ref_ctx_t *ctx, const int
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
             for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int32_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 49u + a * 7u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 48u; i++) acc[i] += (uint32_t)wv * (uint32_t)xs[i];   /* modulo 2^32 */
+                        if (wv != 0) ng_mac_u32_i8_i32(acc, &xp[c * 49u + a * 7u + b], wv, 48u);
                     }
                 }
             }
@@ -876,12 +879,10 @@ static void ng_forward(tiny_cnn_ref_ctx_t *ctx, const int8_t *x, uint32_t rows) 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
             for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int32_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 49u + a * 7u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 48u; i++) acc[i] += (uint32_t)wv * (uint32_t)xs[i];   /* modulo 2^32 */
+                        if (wv != 0) ng_mac_u32_i8_i32(acc, &xp[c * 49u + a * 7u + b], wv, 48u);
                     }
                 }
             }

@@ -27,6 +27,11 @@ static inline int8_t ng_scale64(int64_t acc, int64_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
+/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+}
+
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
@@ -234,12 +239,10 @@ vgg8b_cifar10_status_t vgg8b_cifar10_train_step(vgg8b_cifar10_ctx_t *ctx, const 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
                     }
                 }
             }
@@ -426,14 +429,12 @@ vgg8b_cifar10_status_t vgg8b_cifar10_train_step(vgg8b_cifar10_ctx_t *ctx, const 
                 int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
                 for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 1088u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u + b], wv, 1088u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
             }
@@ -645,14 +646,12 @@ vgg8b_cifar10_status_t vgg8b_cifar10_train_step(vgg8b_cifar10_ctx_t *ctx, const 
                 int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
                 for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 288u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u + b], wv, 288u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
             }
@@ -839,14 +838,12 @@ vgg8b_cifar10_status_t vgg8b_cifar10_train_step(vgg8b_cifar10_ctx_t *ctx, const 
                 int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
                 for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 288u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u + b], wv, 288u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
             }
@@ -1058,14 +1055,12 @@ vgg8b_cifar10_status_t vgg8b_cifar10_train_step(vgg8b_cifar10_ctx_t *ctx, const 
                 int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
                 for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 80u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u + b], wv, 80u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
             }
@@ -1277,14 +1272,12 @@ vgg8b_cifar10_status_t vgg8b_cifar10_train_step(vgg8b_cifar10_ctx_t *ctx, const 
                 int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
                 for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 36u + a * 6u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 32u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u + b], wv, 32u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];
             }
@@ -1698,12 +1691,10 @@ static void ng_forward(vgg8b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows)
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
                     }
                 }
             }
@@ -1746,14 +1737,12 @@ static void ng_forward(vgg8b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows)
                 int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
                 for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 1088u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u + b], wv, 1088u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
             }
@@ -1821,14 +1810,12 @@ static void ng_forward(vgg8b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows)
                 int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
                 for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 288u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u + b], wv, 288u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
             }
@@ -1871,14 +1858,12 @@ static void ng_forward(vgg8b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows)
                 int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
                 for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 288u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u + b], wv, 288u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
             }
@@ -1946,14 +1931,12 @@ static void ng_forward(vgg8b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows)
                 int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
                 for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 80u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u + b], wv, 80u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
             }
@@ -2021,14 +2004,12 @@ static void ng_forward(vgg8b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows)
                 int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
                 for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 36u + a * 6u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 32u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u + b], wv, 32u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];
             }

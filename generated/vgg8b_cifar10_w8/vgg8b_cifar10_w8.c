@@ -21,6 +21,11 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
+/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+}
+
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
@@ -228,12 +233,10 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
                     }
                 }
             }
@@ -409,12 +412,10 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 16u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
                     }
                 }
             }
@@ -615,12 +616,10 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 256u];
             for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 288u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u + b], wv, 288u);
                     }
                 }
             }
@@ -796,12 +795,10 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 256u];
             for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 288u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u + b], wv, 288u);
                     }
                 }
             }
@@ -1002,12 +999,10 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 64u];
             for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 80u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u + b], wv, 80u);
                     }
                 }
             }
@@ -1208,12 +1203,10 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 16u];
             for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 36u + a * 6u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 32u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 36u + a * 6u + b], wv, 32u);
                     }
                 }
             }
@@ -1603,12 +1596,10 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
                     }
                 }
             }
@@ -1646,12 +1637,10 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 16u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 1156u + a * 34u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 1088u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
                     }
                 }
             }
@@ -1714,12 +1703,10 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 256u];
             for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 288u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u + b], wv, 288u);
                     }
                 }
             }
@@ -1757,12 +1744,10 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 256u];
             for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 324u + a * 18u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 288u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u + b], wv, 288u);
                     }
                 }
             }
@@ -1825,12 +1810,10 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 64u];
             for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 100u + a * 10u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 80u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u + b], wv, 80u);
                     }
                 }
             }
@@ -1893,12 +1876,10 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 16u];
             for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 36u + a * 6u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 32u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 36u + a * 6u + b], wv, 32u);
                     }
                 }
             }

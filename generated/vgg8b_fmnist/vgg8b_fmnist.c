@@ -27,6 +27,11 @@ static inline int8_t ng_scale64(int64_t acc, int64_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
+/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+}
+
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
@@ -234,12 +239,10 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
                     }
                 }
             }
@@ -430,14 +433,12 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
                 for (uint32_t i = 0; i < 848u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 848u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u + b], wv, 848u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 848u; i++) acc[i] += part[i];
             }
@@ -653,14 +654,12 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
                 for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 224u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u + b], wv, 224u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
             }
@@ -851,14 +850,12 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
                 for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 224u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u + b], wv, 224u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
             }
@@ -1074,14 +1071,12 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
                 for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 81u + a * 9u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 64u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u + b], wv, 64u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
             }
@@ -1297,14 +1292,12 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
                 for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 25u + a * 5u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 16u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u + b], wv, 16u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];
             }
@@ -1716,12 +1709,10 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
                     }
                 }
             }
@@ -1764,14 +1755,12 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
                 for (uint32_t i = 0; i < 848u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 848u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u + b], wv, 848u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 848u; i++) acc[i] += part[i];
             }
@@ -1839,14 +1828,12 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
                 for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 224u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u + b], wv, 224u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
             }
@@ -1889,14 +1876,12 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
                 for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 224u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u + b], wv, 224u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
             }
@@ -1964,14 +1949,12 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
                 for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 81u + a * 9u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 64u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u + b], wv, 64u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
             }
@@ -2039,14 +2022,12 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
                 for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 25u + a * 5u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 16u; i++) part[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
+                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u + b], wv, 16u);
+                        }
                     }
-                }
                 }
                 for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];
             }

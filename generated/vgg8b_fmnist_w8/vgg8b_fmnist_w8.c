@@ -21,6 +21,11 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
+/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+}
+
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
@@ -228,12 +233,10 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
                     }
                 }
             }
@@ -413,12 +416,10 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 16u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
                     }
                 }
             }
@@ -623,12 +624,10 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 196u];
             for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 224u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u + b], wv, 224u);
                     }
                 }
             }
@@ -808,12 +807,10 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 196u];
             for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 224u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u + b], wv, 224u);
                     }
                 }
             }
@@ -1018,12 +1015,10 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 49u];
             for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 81u + a * 9u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 64u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u + b], wv, 64u);
                     }
                 }
             }
@@ -1228,12 +1223,10 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 9u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 25u + a * 5u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 25u + a * 5u + b], wv, 16u);
                     }
                 }
             }
@@ -1627,12 +1620,10 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
                     }
                 }
             }
@@ -1670,12 +1661,10 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 16u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 900u + a * 30u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 848u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
                     }
                 }
             }
@@ -1738,12 +1727,10 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 196u];
             for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 224u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u + b], wv, 224u);
                     }
                 }
             }
@@ -1781,12 +1768,10 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 196u];
             for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 256u + a * 16u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 224u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u + b], wv, 224u);
                     }
                 }
             }
@@ -1849,12 +1834,10 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 49u];
             for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 81u + a * 9u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 64u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u + b], wv, 64u);
                     }
                 }
             }
@@ -1917,12 +1900,10 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 9u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-    for (uint32_t a = 0; a < 3u; a++) {
+                for (uint32_t a = 0; a < 3u; a++) {
                     for (uint32_t b = 0; b < 3u; b++) {
                         const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        const int8_t *restrict xs = &xp[c * 25u + a * 5u + b];
-                        if (wv == 0) continue;
-                        for (uint32_t i = 0; i < 16u; i++) acc[i] += (int32_t)((int32_t)wv * (int32_t)xs[i]);
+                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 25u + a * 5u + b], wv, 16u);
                     }
                 }
             }
