@@ -77,3 +77,27 @@ def test_worst_case_beyond_int64_is_an_error_at_the_layer() -> None:
     assert diag.code == "E301"
     assert (diag.span.line, diag.span.col) == (7, 5)
     assert "no C integer type holds it" in diag.message and diag.hint
+
+
+def test_vgg8b_conv_bounds_match_table_10_3() -> None:
+    """Semantics 10.3 for convs (b = 16, Wmax = 32767, C = 10, T = 32, bs = 64), values worked by hand."""
+    r = report("vgg8b_cifar10.yaml")
+    wmax = 32767
+    # Block 0 reads the int8 data input: M = 27 terms of 128 * Wmax, 1.13e8 -> int32, no chunks.
+    assert (r["b0_acc"].exact_lo, r["b0_acc"].exact_hi) == (-27 * 128 * wmax, 27 * 128 * wmax)
+    assert r["b0_acc"].ctype == I32
+    # Block 1 reads NL outputs in [-67, 91]: M = 1152, 1152 * 91 * Wmax = 3.44e9 -> int64, summed in exact
+    # int32 chunks of floor((2^31 - 1) / (91 * Wmax)) = 720 terms, i.e. 80 whole channels of 3x3 taps.
+    assert r["b1_acc"].exact_hi == 1152 * 91 * wmax and r["b1_acc"].ctype == I64
+    assert r.chunk("b1_acc") == 80
+    # Learning input gradient: C * (127 + T) * Wmax = 5.21e7 -> int32 (C <= 412).
+    assert r["b0_l_dx"].exact_hi == 10 * 159 * wmax and r["b0_l_dx"].ctype == I32
+    # Forward-conv G of block 0: with max routing only the argmax cell of each learning-pool window
+    # (dh x dw = 4 x 8 per channel) carries a gradient, so bs * 32 terms of |dz| * |x| = 5.21e7 * 128;
+    # the table's dense worst case bs * H_o^2 * ... = 4.37e14 bounds it. int64 either way.
+    dz = 10 * 159 * wmax
+    assert r["b0_grad"].exact_hi == 64 * (4 * 8) * dz * 128 and r["b0_grad"].ctype == I64
+    assert r["b0_grad"].exact_hi <= 64 * 32 * 32 * dz * 128 < 4.38e14
+    # reference mode: every accumulator and gradient is an int32 that wraps.
+    rr = report("vgg8b_cifar10.yaml", "reference")
+    assert {rr[n].ctype for n in ("b1_acc", "b1_grad", "b1_l_dx")} == {I32}

@@ -36,7 +36,7 @@ def test_paper_mlp_hyperparameters() -> None:
     assert m4.input_shape == (3, 32, 32) and m4.train.augment.flip
 
 
-@pytest.mark.parametrize("name", ["mlp1_mnist", "mlp2_fmnist", "tiny_mlp"])
+@pytest.mark.parametrize("name", ["mlp1_mnist", "mlp2_fmnist", "tiny_mlp", "tiny_cnn"])
 def test_yaml_and_dsl_build_the_same_model(name: str) -> None:
     a, b = load(f"{name}.yaml"), load(f"{name}.ng")
     assert a.canonical() == b.canonical()
