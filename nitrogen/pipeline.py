@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from . import ir
 from .bounds import BoundsReport, check_bounds
@@ -26,6 +27,7 @@ def analyse(model: Model) -> tuple[ir.Program, BoundsReport]:
     return program, report
 
 
-def compile_model(model: Model) -> Compiled:
+def compile_model(model: Model, norm: Any = None) -> Compiled:
+    """norm: training-set statistics (`preprocess.Stats`) to bake into `<name>_normalize()`, or None."""
     program, report = analyse(model)
-    return Compiled(model, program, report, emit(program, report))
+    return Compiled(model, program, report, emit(program, report, norm))

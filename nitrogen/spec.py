@@ -169,6 +169,7 @@ class Train:
     plateau: Plateau
     early_stopping: EarlyStopping
     augment: Augment
+    stats_samples: int     # size of the normalisation statistics sample (semantics 3.3)
     conv_amp_adjust: bool  # nitrogen-only opt-in: conv amp = amp_model * (H_o^2 // (kh*kw)) (semantics 5.2)
 
 
@@ -452,7 +453,8 @@ class _Builder:
 
     def train(self, node: TNode | None, span: Span, classes: int) -> Train:
         keys = {k: "" for k in ("batch_size", "lr_inv", "amp_model", "fwd_decay_inv", "subnet_decay_inv", "seed",
-                                "epochs", "plateau", "early_stopping", "augment", "conv_amp_adjust")}
+                                "epochs", "plateau", "early_stopping", "augment", "conv_amp_adjust",
+                                "stats_samples")}
         t = self.mapping(node, "train", keys) if node is not None else {}
         here = node.span if node is not None else span
         big = 1 << 31
@@ -491,6 +493,8 @@ class _Builder:
             augment=Augment(
                 crop_pad=self.integer(a.get("crop_pad"), "train.augment.crop_pad", 0, 0, 1 << 10, here),
                 flip=self.boolean(a.get("flip"), "train.augment.flip", False)),
+            stats_samples=self.integer(t.get("stats_samples"), "train.stats_samples", 25_000, 1, 1 << 31, here,
+                                       "samples of the training set used for the normalisation statistics"),
             conv_amp_adjust=self.boolean(t.get("conv_amp_adjust"), "train.conv_amp_adjust", False),
         )
 

