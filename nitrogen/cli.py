@@ -152,7 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else model.train.seed
     out = Path(args.out or f"runs/{model.name}-{args.dataset}-s{seed}")
     result = train(model, dataset, out, seed=seed, epochs=args.epochs, use_reference=args.reference,
-                   progress=not args.quiet)
+                   progress=not args.quiet, plateau=not args.no_plateau, early_stopping=not args.no_early_stopping)
     if not result.records:
         print("interrupted before the first epoch finished; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_int_at_least(0, (1 << 64) - 1), help="run seed (default: the spec's)")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/<spec>-<dataset>-s<seed>)")
     p.add_argument("--reference", action="store_true", help="train with the NumPy reference instead of the C")
+    p.add_argument("--no-plateau", action="store_true", help="keep lr_inv fixed (no x3 on a plateau)")
+    p.add_argument("--no-early-stopping", action="store_true", help="always run the maximum epochs")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
     p = add("evaluate", "test accuracy of a checkpoint written by `nitrogen train`")

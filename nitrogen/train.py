@@ -205,14 +205,17 @@ class Progress:
 
 
 def run(model: Model, dataset: Dataset, train_x: np.ndarray, test_x: np.ndarray, backend: Backend, *,
-        epochs: int, lr_inv_max: int, progress: Progress) -> TrainResult:
+        epochs: int, lr_inv_max: int, progress: Progress, plateau_on: bool = True,
+        early_stopping_on: bool = True) -> TrainResult:
     """The epoch loop of semantics 7.4 on normalised int8 data."""
     t = model.train
     bs = t.batch_size
     n_batches = len(train_x) // bs
     n_eval = reference.eval_sample_count(len(test_x), bs, Semantics(model.semantics))
-    plateau = Rule(t.plateau.patience, t.plateau.from_epoch, t.plateau.min_delta_pct, t.plateau.factor > 1)
-    early = Rule(t.early_stopping.patience, t.early_stopping.from_epoch, t.early_stopping.min_delta_pct)
+    plateau = Rule(t.plateau.patience, t.plateau.from_epoch, t.plateau.min_delta_pct,
+                   plateau_on and t.plateau.factor > 1)
+    early = Rule(t.early_stopping.patience, t.early_stopping.from_epoch, t.early_stopping.min_delta_pct,
+                 early_stopping_on)
     result = TrainResult()
     train_y, test_y = dataset.train_y, dataset.test_y
     try:
@@ -329,7 +332,8 @@ def write_outputs(stage: Path, model: Model, dataset: Dataset, compiled: Compile
 
 
 def train(model: Model, dataset: Dataset, out_dir: Path, *, seed: int, epochs: int | None = None,
-          use_reference: bool = False, progress: bool = True) -> TrainResult:
+          use_reference: bool = False, progress: bool = True, plateau: bool = True,
+          early_stopping: bool = True) -> TrainResult:
     """Everything `nitrogen train` does; returns the per-epoch records."""
     spec_text = Path(model.source).read_text(encoding="utf-8") if os.path.exists(model.source) else ""
     stats, train_x, test_x = prepare(dataset, model, seed)
@@ -342,7 +346,8 @@ def train(model: Model, dataset: Dataset, out_dir: Path, *, seed: int, epochs: i
               file=sys.stderr, flush=True)
     with staged_directory(out_dir) as stage:
         result = run(model, dataset, train_x, test_x, backend, epochs=epochs or model.train.epochs,
-                     lr_inv_max=compiled.program.constant("LR_INV_MAX"), progress=report)
+                     lr_inv_max=compiled.program.constant("LR_INV_MAX"), progress=report, plateau_on=plateau,
+                     early_stopping_on=early_stopping)
         write_outputs(stage, model, dataset, compiled, stats, result, backend, seed,
                       "reference" if use_reference else "c", spec_text)
     return result

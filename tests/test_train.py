@@ -78,3 +78,18 @@ def test_evaluate_rejects_a_foreign_or_corrupt_checkpoint(tmp_path: Path) -> Non
     np.savez(bad, meta=np.frombuffer(json.dumps({"spec_sha256": "0" * 64}).encode(), dtype=np.uint8))
     proc = nitrogen("evaluate", "specs/mlp1_mnist.yaml", "--params", str(bad), "--dataset", "mnist5k")
     assert proc.returncode == 1 and "different spec" in proc.stderr
+
+
+def test_schedules_can_be_switched_off(tmp_path: Path) -> None:
+    """With the plateau rule from epoch 1 and patience 1 (a tiny spec variant), lr_inv moves; with
+    --no-plateau it stays."""
+    from dataclasses import replace
+
+    data = load_dataset("mnist5k")
+    model = load("mlp1_mnist.yaml")
+    eager = replace(model, train=replace(model.train, plateau=replace(model.train.plateau, from_epoch=1,
+                                                                        patience=1, min_delta_pct=100)))
+    moved = train(eager, data, tmp_path / "a", seed=1, epochs=3, progress=False)
+    fixed = train(eager, data, tmp_path / "b", seed=1, epochs=3, progress=False, plateau=False)
+    assert [r.lr_inv for r in moved.records] == [512, 512, 1536]  # epoch 1 sets best, epoch 2 fires
+    assert [r.lr_inv for r in fixed.records] == [512, 512, 512]
