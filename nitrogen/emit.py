@@ -163,7 +163,8 @@ class _Views:
         chunk = self.r.chunk(acc)
         target_t = "int32_t" if chunk else self.ctype(plane)
         term_t = "int32_t" if chunk else self.r.product_type(acc).ctype
-        mac = mac_kernel(target_t, self.ctype(xpad), self.ctype(op.ins[1]), term_t, self.p.semantics == "reference")
+        mac = mac_kernel(target_t, self.ctype(xpad), self.ctype(op.ins[1]), term_t, self.p.semantics == "reference",
+                         op.int_attr("kernel"))
         self.macs[mac.name] = mac
         return self.base(op) | self._taps(op) | {"mac": mac.name,
             "stride": padded, "wide": self.p.tensor(plane).size, "xpad": self.ref(xpad), "xp_t": self.ctype(xpad),
@@ -231,9 +232,12 @@ class _Views:
 
 @dataclass(frozen=True, slots=True)
 class MacKernel:
-    """acc[i] += w * x[i] over a contiguous run: a file-scope function whose restrict parameters let
-    compilers vectorise it without run-time alias checks (block-scope restrict pointers into one
-    struct do not)."""
+    """acc[i] += sum_b w[b] * x[i + b] for b < taps, over a contiguous run: one kernel row per call, so
+    the accumulators are loaded and stored once per row instead of once per tap. A file-scope function
+    whose restrict parameters let compilers vectorise it without run-time alias checks (block-scope
+    restrict pointers into one struct do not). Exact: the row's products are a subset of the
+    accumulator's terms, and every subset sum of terms whose interval contains 0 lies within the
+    accumulator's proven interval (semantics 10.2)."""
 
     name: str
     acc_t: str
@@ -241,12 +245,13 @@ class MacKernel:
     w_t: str
     term_t: str
     wrap: bool
+    taps: int
 
 
-def mac_kernel(acc_t: str, x_t: str, w_t: str, term_t: str, wrap: bool) -> MacKernel:
+def mac_kernel(acc_t: str, x_t: str, w_t: str, term_t: str, wrap: bool, taps: int) -> MacKernel:
     short = {"int8_t": "i8", "int16_t": "i16", "int32_t": "i32", "int64_t": "i64", "uint32_t": "u32"}
-    name = f"ng_mac_{short[acc_t]}_{short[x_t]}_{short[w_t]}" + ("" if wrap else f"_{short[term_t]}")
-    return MacKernel(name, acc_t, x_t, w_t, term_t, wrap)
+    name = (f"ng_mac{taps}_{short[acc_t]}_{short[x_t]}_{short[w_t]}" + ("" if wrap else f"_{short[term_t]}"))
+    return MacKernel(name, acc_t, x_t, w_t, term_t, wrap, taps)
 
 
 VIEWS: dict[OpKind, Callable[[_Views, Op], dict[str, Any]]] = {

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -254,6 +255,22 @@ def run(model: Model, dataset: Dataset, train_x: np.ndarray, test_x: np.ndarray,
 
 
 @contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a batch scheduler, `kill`) stops training like Ctrl-C: the finished epochs are written."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def staged_directory(out_dir: Path) -> Iterator[Path]:
     """Yield an empty staging directory; on success its files replace those of `out_dir`, on any error
     `out_dir` is left exactly as it was."""
@@ -344,7 +361,7 @@ def train(model: Model, dataset: Dataset, out_dir: Path, *, seed: int, epochs: i
         print(f"{model.name} on {dataset.name}: {len(train_x)} training and {len(test_x)} test images "
               f"({dataset.source}); {'NumPy reference' if use_reference else 'generated C'}, seed {seed}",
               file=sys.stderr, flush=True)
-    with staged_directory(out_dir) as stage:
+    with staged_directory(out_dir) as stage, _terminate_as_interrupt():
         result = run(model, dataset, train_x, test_x, backend, epochs=epochs or model.train.epochs,
                      lr_inv_max=compiled.program.constant("LR_INV_MAX"), progress=report, plateau_on=plateau,
                      early_stopping_on=early_stopping)

@@ -93,3 +93,24 @@ def test_schedules_can_be_switched_off(tmp_path: Path) -> None:
     fixed = train(eager, data, tmp_path / "b", seed=1, epochs=3, progress=False, plateau=False)
     assert [r.lr_inv for r in moved.records] == [512, 512, 1536]  # epoch 1 sets best, epoch 2 fires
     assert [r.lr_inv for r in fixed.records] == [512, 512, 512]
+
+
+def test_sigterm_stops_training_and_keeps_the_finished_epochs(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "nitrogen", "train", "specs/mlp1_mnist.yaml", "--dataset", "mnist5k",
+                             "--epochs", "10000", "--no-early-stopping", "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait for two finished epochs, then ask it to stop
+        if line.startswith("epoch   2:") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["interrupted"] and summary["epochs_run"] >= 2
+    assert (out / "params.npz").exists()

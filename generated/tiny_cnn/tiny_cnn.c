@@ -21,9 +21,14 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
-static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+/** acc[i] += sum of w[b] * x[i + b] for b < 3, i < n (one kernel row); products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac3_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, const int16_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    const int32_t w2 = (int32_t)w[2];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)(w0 * (int32_t)x[i + 0u]) + (int32_t)(w1 * (int32_t)x[i + 1u]) + (int32_t)(w2 * (int32_t)x[i + 2u]);
+    }
 }
 
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
@@ -170,8 +175,9 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
     /* block 0 forward conv 1->3 3x3/1, 9->9: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
      * Per sample, a zero-padded copy x_pad (1 planes of 11x11 and a zero tail); per output channel, the
-     * accumulators are rows of stride 11, so each kernel tap (c, a, b) is one contiguous loop of 112
-     * multiply-adds (a multiple of 16, for vector units; the columns past 9 and the tail are never stored). */
+     * accumulators are rows of stride 11, so each kernel row (c, a) is one contiguous loop of 112
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 9 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 136u; i++) xp[i] = 0;
@@ -188,11 +194,8 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
             for (uint32_t i = 0; i < 112u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 121u + a * 11u + b], wv, 112u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 121u + a * 11u], &wf[(c * 3u + a) * 3u], 112u);
                 }
             }
             for (uint32_t h = 0; h < 9u; h++) {
@@ -378,8 +381,9 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
     /* block 1 forward conv 3->4 3x3/0, 4->2: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-80508519, 80508519] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (3 planes of 4x4 and a zero tail); per output channel, the
-     * accumulators are rows of stride 4, so each kernel tap (c, a, b) is one contiguous loop of 16
-     * multiply-adds (a multiple of 16, for vector units; the columns past 2 and the tail are never stored). */
+     * accumulators are rows of stride 4, so each kernel row (c, a) is one contiguous loop of 16
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 2 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 58u; i++) xp[i] = 0;
@@ -396,11 +400,8 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 4u + f) * 4u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u + b], wv, 16u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u], &wf[(c * 3u + a) * 3u], 16u);
                 }
             }
             for (uint32_t h = 0; h < 2u; h++) {
@@ -702,8 +703,9 @@ static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward conv 1->3 3x3/1, 9->9: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
      * Per sample, a zero-padded copy x_pad (1 planes of 11x11 and a zero tail); per output channel, the
-     * accumulators are rows of stride 11, so each kernel tap (c, a, b) is one contiguous loop of 112
-     * multiply-adds (a multiple of 16, for vector units; the columns past 9 and the tail are never stored). */
+     * accumulators are rows of stride 11, so each kernel row (c, a) is one contiguous loop of 112
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 9 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 136u; i++) xp[i] = 0;
@@ -720,11 +722,8 @@ static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
             for (uint32_t i = 0; i < 112u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 121u + a * 11u + b], wv, 112u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 121u + a * 11u], &wf[(c * 3u + a) * 3u], 112u);
                 }
             }
             for (uint32_t h = 0; h < 9u; h++) {
@@ -768,8 +767,9 @@ static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 1 forward conv 3->4 3x3/0, 4->2: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-80508519, 80508519] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (3 planes of 4x4 and a zero tail); per output channel, the
-     * accumulators are rows of stride 4, so each kernel tap (c, a, b) is one contiguous loop of 16
-     * multiply-adds (a multiple of 16, for vector units; the columns past 2 and the tail are never stored). */
+     * accumulators are rows of stride 4, so each kernel row (c, a) is one contiguous loop of 16
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 2 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 58u; i++) xp[i] = 0;
@@ -786,11 +786,8 @@ static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 4u + f) * 4u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u + b], wv, 16u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u], &wf[(c * 3u + a) * 3u], 16u);
                 }
             }
             for (uint32_t h = 0; h < 2u; h++) {

@@ -21,14 +21,24 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
-static inline void ng_mac_i32_i16_i16_i32(int32_t *restrict acc, const int16_t *restrict x, int16_t w, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+/** acc[i] += sum of w[b] * x[i + b] for b < 3, i < n (one kernel row); products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac3_i32_i16_i16_i32(int32_t *restrict acc, const int16_t *restrict x, const int16_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    const int32_t w2 = (int32_t)w[2];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)(w0 * (int32_t)x[i + 0u]) + (int32_t)(w1 * (int32_t)x[i + 1u]) + (int32_t)(w2 * (int32_t)x[i + 2u]);
+    }
 }
 
-/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
-static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+/** acc[i] += sum of w[b] * x[i + b] for b < 3, i < n (one kernel row); products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac3_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, const int16_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    const int32_t w2 = (int32_t)w[2];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)(w0 * (int32_t)x[i + 0u]) + (int32_t)(w1 * (int32_t)x[i + 1u]) + (int32_t)(w2 * (int32_t)x[i + 2u]);
+    }
 }
 
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
@@ -145,8 +155,9 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
     /* block 0 forward conv 2->4 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4608), -127, 127)
      * x [-137, 136], w [-32767, 32767]: acc [-80803422, 80803422] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (2 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
-     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int16_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 165u; i++) xp[i] = 0;
@@ -163,11 +174,8 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 49u];
             for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 2u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i16_i16_i32(acc, &xp[c * 81u + a * 9u + b], wv, 64u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i16_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                 }
             }
             for (uint32_t h = 0; h < 7u; h++) {
@@ -322,8 +330,9 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
     /* block 1 forward conv 4->3 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 9216), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-107344692, 107344692] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (4 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
-     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 327u; i++) xp[i] = 0;
@@ -340,11 +349,8 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
             for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 4u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u + b], wv, 64u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                 }
             }
             for (uint32_t h = 0; h < 7u; h++) {
@@ -699,8 +705,9 @@ static void ng_forward(tiny_cnn_adjust_ctx_t *ctx, const int8_t *x, uint32_t row
     /* block 0 forward conv 2->4 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4608), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-80803422, 80803422] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (2 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
-     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int16_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 165u; i++) xp[i] = 0;
@@ -717,11 +724,8 @@ static void ng_forward(tiny_cnn_adjust_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 49u];
             for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 2u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i16_i16_i32(acc, &xp[c * 81u + a * 9u + b], wv, 64u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i16_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                 }
             }
             for (uint32_t h = 0; h < 7u; h++) {
@@ -740,8 +744,9 @@ static void ng_forward(tiny_cnn_adjust_ctx_t *ctx, const int8_t *x, uint32_t row
     /* block 1 forward conv 4->3 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 9216), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-107344692, 107344692] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (4 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
-     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 327u; i++) xp[i] = 0;
@@ -758,11 +763,8 @@ static void ng_forward(tiny_cnn_adjust_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
             for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 4u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u + b], wv, 64u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                 }
             }
             for (uint32_t h = 0; h < 7u; h++) {

@@ -21,9 +21,23 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
-static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+/** acc[i] += sum of w[b] * x[i + b] for b < 2, i < n (one kernel row); products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac2_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, const int16_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)(w0 * (int32_t)x[i + 0u]) + (int32_t)(w1 * (int32_t)x[i + 1u]);
+    }
+}
+
+/** acc[i] += sum of w[b] * x[i + b] for b < 3, i < n (one kernel row); products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac3_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, const int16_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    const int32_t w2 = (int32_t)w[2];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)(w0 * (int32_t)x[i + 0u]) + (int32_t)(w1 * (int32_t)x[i + 1u]) + (int32_t)(w2 * (int32_t)x[i + 2u]);
+    }
 }
 
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
@@ -164,8 +178,9 @@ tiny_cnn_avg_status_t tiny_cnn_avg_train_step(tiny_cnn_avg_ctx_t *ctx, const int
     /* block 0 forward conv 2->4 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4608), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-75495168, 75495168] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (2 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
-     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 202u; i++) xp[i] = 0;
@@ -182,11 +197,8 @@ tiny_cnn_avg_status_t tiny_cnn_avg_train_step(tiny_cnn_avg_ctx_t *ctx, const int
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 64u];
             for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 2u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u + b], wv, 80u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                 }
             }
             for (uint32_t h = 0; h < 8u; h++) {
@@ -354,8 +366,9 @@ tiny_cnn_avg_status_t tiny_cnn_avg_train_step(tiny_cnn_avg_ctx_t *ctx, const int
     /* block 1 forward conv 4->3 2x2/0, 4->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4096), -127, 127)
      * x [-57, 85], w [-32767, 32767]: acc [-44563120, 44563120] (27 bits), int32_t
      * Per sample, a zero-padded copy x_pad (4 planes of 4x4 and a zero tail); per output channel, the
-     * accumulators are rows of stride 4, so each kernel tap (c, a, b) is one contiguous loop of 16
-     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+     * accumulators are rows of stride 4, so each kernel row (c, a) is one contiguous loop of 16
+     * positions with 2 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 69u; i++) xp[i] = 0;
@@ -372,11 +385,8 @@ tiny_cnn_avg_status_t tiny_cnn_avg_train_step(tiny_cnn_avg_ctx_t *ctx, const int
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 9u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 4u; c++) {
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int16_t wv = wf[(c * 2u + a) * 2u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u + b], wv, 16u);
-                    }
+                for (uint32_t a = 0; a < 2u; a++) {   /* one kernel row per call */
+                    ng_mac2_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u], &wf[(c * 2u + a) * 2u], 16u);
                 }
             }
             for (uint32_t h = 0; h < 3u; h++) {
@@ -565,8 +575,9 @@ static void ng_forward(tiny_cnn_avg_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 0 forward conv 2->4 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4608), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-75495168, 75495168] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (2 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
-     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 202u; i++) xp[i] = 0;
@@ -583,11 +594,8 @@ static void ng_forward(tiny_cnn_avg_ctx_t *ctx, const int8_t *x, uint32_t rows) 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 4u + f) * 64u];
             for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 2u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u + b], wv, 80u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                 }
             }
             for (uint32_t h = 0; h < 8u; h++) {
@@ -623,8 +631,9 @@ static void ng_forward(tiny_cnn_avg_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 1 forward conv 4->3 2x2/0, 4->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4096), -127, 127)
      * x [-57, 85], w [-32767, 32767]: acc [-44563120, 44563120] (27 bits), int32_t
      * Per sample, a zero-padded copy x_pad (4 planes of 4x4 and a zero tail); per output channel, the
-     * accumulators are rows of stride 4, so each kernel tap (c, a, b) is one contiguous loop of 16
-     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+     * accumulators are rows of stride 4, so each kernel row (c, a) is one contiguous loop of 16
+     * positions with 2 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 69u; i++) xp[i] = 0;
@@ -641,11 +650,8 @@ static void ng_forward(tiny_cnn_avg_ctx_t *ctx, const int8_t *x, uint32_t rows) 
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 9u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 4u; c++) {
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int16_t wv = wf[(c * 2u + a) * 2u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u + b], wv, 16u);
-                    }
+                for (uint32_t a = 0; a < 2u; a++) {   /* one kernel row per call */
+                    ng_mac2_i32_i8_i16_i32(acc, &xp[c * 16u + a * 4u], &wf[(c * 2u + a) * 2u], 16u);
                 }
             }
             for (uint32_t h = 0; h < 3u; h++) {

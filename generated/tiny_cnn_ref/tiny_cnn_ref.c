@@ -33,9 +33,14 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** acc[i] += w * x[i] for i < n, modulo 2^32 (reference semantics). */
-static inline void ng_mac_u32_i8_i32(uint32_t *restrict acc, const int8_t *restrict x, int32_t w, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) acc[i] += (uint32_t)w * (uint32_t)x[i];
+/** acc[i] += sum of w[b] * x[i + b] for b < 3, i < n (one kernel row), modulo 2^32 (reference semantics). */
+static inline void ng_mac3_u32_i8_i32(uint32_t *restrict acc, const int8_t *restrict x, const int32_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    const int32_t w2 = (int32_t)w[2];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (uint32_t)w0 * (uint32_t)x[i + 0u] + (uint32_t)w1 * (uint32_t)x[i + 1u] + (uint32_t)w2 * (uint32_t)x[i + 2u];
+    }
 }
 
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
@@ -195,8 +200,9 @@ tiny_cnn_ref_status_t tiny_cnn_ref_train_step(tiny_cnn_ref_ctx_t *ctx, const int
     /* block 0 forward conv 1->2 3x3/1, 5->5: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-2147483648, 2147483647]: acc [-2473901161344, 2473901162496] (43 bits), wrapped to int32_t
      * Per sample, a zero-padded copy x_pad (1 planes of 7x7 and a zero tail); per output channel, the
-     * accumulators are rows of stride 7, so each kernel tap (c, a, b) is one contiguous loop of 48
-     * multiply-adds (a multiple of 16, for vector units; the columns past 5 and the tail are never stored). */
+     * accumulators are rows of stride 7, so each kernel row (c, a) is one contiguous loop of 48
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 5 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 64u; i++) xp[i] = 0;
@@ -213,11 +219,8 @@ tiny_cnn_ref_status_t tiny_cnn_ref_train_step(tiny_cnn_ref_ctx_t *ctx, const int
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
             for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int32_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_u32_i8_i32(acc, &xp[c * 49u + a * 7u + b], wv, 48u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_u32_i8_i32(acc, &xp[c * 49u + a * 7u], &wf[(c * 3u + a) * 3u], 48u);
                 }
             }
             for (uint32_t h = 0; h < 5u; h++) {
@@ -861,8 +864,9 @@ static void ng_forward(tiny_cnn_ref_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 0 forward conv 1->2 3x3/1, 5->5: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-2147483648, 2147483647]: acc [-2473901161344, 2473901162496] (43 bits), wrapped to int32_t
      * Per sample, a zero-padded copy x_pad (1 planes of 7x7 and a zero tail); per output channel, the
-     * accumulators are rows of stride 7, so each kernel tap (c, a, b) is one contiguous loop of 48
-     * multiply-adds (a multiple of 16, for vector units; the columns past 5 and the tail are never stored). */
+     * accumulators are rows of stride 7, so each kernel row (c, a) is one contiguous loop of 48
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 5 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 64u; i++) xp[i] = 0;
@@ -879,11 +883,8 @@ static void ng_forward(tiny_cnn_ref_ctx_t *ctx, const int8_t *x, uint32_t rows) 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
             for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int32_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_u32_i8_i32(acc, &xp[c * 49u + a * 7u + b], wv, 48u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_u32_i8_i32(acc, &xp[c * 49u + a * 7u], &wf[(c * 3u + a) * 3u], 48u);
                 }
             }
             for (uint32_t h = 0; h < 5u; h++) {

@@ -27,9 +27,14 @@ static inline int8_t ng_scale64(int64_t acc, int64_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
-static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+/** acc[i] += sum of w[b] * x[i + b] for b < 3, i < n (one kernel row); products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac3_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, const int16_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    const int32_t w2 = (int32_t)w[2];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)(w0 * (int32_t)x[i + 0u]) + (int32_t)(w1 * (int32_t)x[i + 1u]) + (int32_t)(w2 * (int32_t)x[i + 2u]);
+    }
 }
 
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
@@ -245,8 +250,9 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     /* block 0 forward conv 3->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
@@ -263,11 +269,8 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                 }
             }
             for (uint32_t h = 0; h < 32u; h++) {
@@ -430,8 +433,9 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     /* block 1 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
      * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
@@ -453,11 +457,8 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                 int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
                 for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                     }
                 }
                 for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
@@ -622,8 +623,9 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     /* block 2 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
      * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
         for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
@@ -645,11 +647,8 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                 int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
                 for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                     }
                 }
                 for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
@@ -814,8 +813,9 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     /* block 3 forward conv 128->256 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
      * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
         for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
@@ -837,11 +837,8 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                 int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
                 for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                     }
                 }
                 for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
@@ -1031,8 +1028,9 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     /* block 4 forward conv 256->256 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
      * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
-     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
         for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
@@ -1054,11 +1052,8 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                 int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
                 for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u + b], wv, 288u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                     }
                 }
                 for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
@@ -1223,8 +1218,9 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     /* block 5 forward conv 256->512 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
      * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
-     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
         for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
@@ -1246,11 +1242,8 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                 int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
                 for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u + b], wv, 288u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                     }
                 }
                 for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
@@ -1440,8 +1433,9 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     /* block 6 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
-     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b6.b6_xpad;
         for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
@@ -1463,11 +1457,8 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                 int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
                 for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u + b], wv, 80u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                     }
                 }
                 for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
@@ -1632,8 +1623,9 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     /* block 7 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
-     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b7.b7_xpad;
         for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
@@ -1655,11 +1647,8 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                 int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
                 for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u + b], wv, 80u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                     }
                 }
                 for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
@@ -1849,8 +1838,9 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
     /* block 8 forward conv 512->512 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 6x6 and a zero tail); per output channel, the
-     * accumulators are rows of stride 6, so each kernel tap (c, a, b) is one contiguous loop of 32
-     * multiply-adds (a multiple of 16, for vector units; the columns past 4 and the tail are never stored). */
+     * accumulators are rows of stride 6, so each kernel row (c, a) is one contiguous loop of 32
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 4 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b8.b8_xpad;
         for (uint32_t i = 0; i < 18442u; i++) xp[i] = 0;
@@ -1872,11 +1862,8 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                 int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
                 for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u + b], wv, 32u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u], &wf[(c * 3u + a) * 3u], 32u);
                     }
                 }
                 for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];
@@ -2253,8 +2240,9 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 0 forward conv 3->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
@@ -2271,11 +2259,8 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                 }
             }
             for (uint32_t h = 0; h < 32u; h++) {
@@ -2294,8 +2279,9 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 1 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
      * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
@@ -2317,11 +2303,8 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
                 int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
                 for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                     }
                 }
                 for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
@@ -2342,8 +2325,9 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 2 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
      * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
         for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
@@ -2365,11 +2349,8 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
                 int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
                 for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                     }
                 }
                 for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
@@ -2390,8 +2371,9 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 3 forward conv 128->256 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
      * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
         for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
@@ -2413,11 +2395,8 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
                 int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
                 for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                     }
                 }
                 for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
@@ -2463,8 +2442,9 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 4 forward conv 256->256 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
      * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
-     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
         for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
@@ -2486,11 +2466,8 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
                 int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
                 for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u + b], wv, 288u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                     }
                 }
                 for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
@@ -2511,8 +2488,9 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 5 forward conv 256->512 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
      * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
-     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
         for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
@@ -2534,11 +2512,8 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
                 int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
                 for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u + b], wv, 288u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                     }
                 }
                 for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
@@ -2584,8 +2559,9 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 6 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
-     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b6.b6_xpad;
         for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
@@ -2607,11 +2583,8 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
                 int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
                 for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u + b], wv, 80u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                     }
                 }
                 for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
@@ -2632,8 +2605,9 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 7 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
-     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b7.b7_xpad;
         for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
@@ -2655,11 +2629,8 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
                 int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
                 for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u + b], wv, 80u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                     }
                 }
                 for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
@@ -2705,8 +2676,9 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
     /* block 8 forward conv 512->512 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 6x6 and a zero tail); per output channel, the
-     * accumulators are rows of stride 6, so each kernel tap (c, a, b) is one contiguous loop of 32
-     * multiply-adds (a multiple of 16, for vector units; the columns past 4 and the tail are never stored). */
+     * accumulators are rows of stride 6, so each kernel row (c, a) is one contiguous loop of 32
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 4 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b8.b8_xpad;
         for (uint32_t i = 0; i < 18442u; i++) xp[i] = 0;
@@ -2728,11 +2700,8 @@ static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows
                 int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
                 for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u + b], wv, 32u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u], &wf[(c * 3u + a) * 3u], 32u);
                     }
                 }
                 for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];

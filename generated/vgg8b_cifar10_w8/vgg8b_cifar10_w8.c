@@ -21,9 +21,14 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
-static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+/** acc[i] += sum of w[b] * x[i + b] for b < 3, i < n (one kernel row); products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac3_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, const int16_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    const int32_t w2 = (int32_t)w[2];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)(w0 * (int32_t)x[i + 0u]) + (int32_t)(w1 * (int32_t)x[i + 1u]) + (int32_t)(w2 * (int32_t)x[i + 2u]);
+    }
 }
 
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
@@ -215,8 +220,9 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     /* block 0 forward conv 3->16 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
@@ -233,11 +239,8 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                 }
             }
             for (uint32_t h = 0; h < 32u; h++) {
@@ -394,8 +397,9 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     /* block 1 forward conv 16->32 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 36864), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-429378768, 429378768] (30 bits), int32_t
      * Per sample, a zero-padded copy x_pad (16 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 18498u; i++) xp[i] = 0;
@@ -412,11 +416,8 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 16u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                 }
             }
             for (uint32_t h = 0; h < 32u; h++) {
@@ -598,8 +599,9 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     /* block 2 forward conv 32->32 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
      * Per sample, a zero-padded copy x_pad (32 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
-     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
         for (uint32_t i = 0; i < 10370u; i++) xp[i] = 0;
@@ -616,11 +618,8 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 256u];
             for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u + b], wv, 288u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                 }
             }
             for (uint32_t h = 0; h < 16u; h++) {
@@ -777,8 +776,9 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     /* block 3 forward conv 32->64 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
      * Per sample, a zero-padded copy x_pad (32 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
-     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
         for (uint32_t i = 0; i < 10370u; i++) xp[i] = 0;
@@ -795,11 +795,8 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 256u];
             for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u + b], wv, 288u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                 }
             }
             for (uint32_t h = 0; h < 16u; h++) {
@@ -981,8 +978,9 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     /* block 4 forward conv 64->64 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
      * Per sample, a zero-padded copy x_pad (64 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
-     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
         for (uint32_t i = 0; i < 6402u; i++) xp[i] = 0;
@@ -999,11 +997,8 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 64u];
             for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u + b], wv, 80u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                 }
             }
             for (uint32_t h = 0; h < 8u; h++) {
@@ -1185,8 +1180,9 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
     /* block 5 forward conv 64->64 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
      * Per sample, a zero-padded copy x_pad (64 planes of 6x6 and a zero tail); per output channel, the
-     * accumulators are rows of stride 6, so each kernel tap (c, a, b) is one contiguous loop of 32
-     * multiply-adds (a multiple of 16, for vector units; the columns past 4 and the tail are never stored). */
+     * accumulators are rows of stride 6, so each kernel row (c, a) is one contiguous loop of 32
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 4 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
         for (uint32_t i = 0; i < 2314u; i++) xp[i] = 0;
@@ -1203,11 +1199,8 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_train_step(vgg8b_cifar10_w8_ctx_t *ct
             int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 16u];
             for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 36u + a * 6u + b], wv, 32u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 36u + a * 6u], &wf[(c * 3u + a) * 3u], 32u);
                 }
             }
             for (uint32_t h = 0; h < 4u; h++) {
@@ -1578,8 +1571,9 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     /* block 0 forward conv 3->16 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
@@ -1596,11 +1590,8 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                 }
             }
             for (uint32_t h = 0; h < 32u; h++) {
@@ -1619,8 +1610,9 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     /* block 1 forward conv 16->32 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 36864), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-429378768, 429378768] (30 bits), int32_t
      * Per sample, a zero-padded copy x_pad (16 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel tap (c, a, b) is one contiguous loop of 1088
-     * multiply-adds (a multiple of 16, for vector units; the columns past 32 and the tail are never stored). */
+     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 18498u; i++) xp[i] = 0;
@@ -1637,11 +1629,8 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 1024u];
             for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 16u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u + b], wv, 1088u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                 }
             }
             for (uint32_t h = 0; h < 32u; h++) {
@@ -1685,8 +1674,9 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     /* block 2 forward conv 32->32 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
      * Per sample, a zero-padded copy x_pad (32 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
-     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
         for (uint32_t i = 0; i < 10370u; i++) xp[i] = 0;
@@ -1703,11 +1693,8 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 256u];
             for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u + b], wv, 288u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                 }
             }
             for (uint32_t h = 0; h < 16u; h++) {
@@ -1726,8 +1713,9 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     /* block 3 forward conv 32->64 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
      * Per sample, a zero-padded copy x_pad (32 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel tap (c, a, b) is one contiguous loop of 288
-     * multiply-adds (a multiple of 16, for vector units; the columns past 16 and the tail are never stored). */
+     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
         for (uint32_t i = 0; i < 10370u; i++) xp[i] = 0;
@@ -1744,11 +1732,8 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 256u];
             for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u + b], wv, 288u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                 }
             }
             for (uint32_t h = 0; h < 16u; h++) {
@@ -1792,8 +1777,9 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     /* block 4 forward conv 64->64 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
      * Per sample, a zero-padded copy x_pad (64 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel tap (c, a, b) is one contiguous loop of 80
-     * multiply-adds (a multiple of 16, for vector units; the columns past 8 and the tail are never stored). */
+     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
         for (uint32_t i = 0; i < 6402u; i++) xp[i] = 0;
@@ -1810,11 +1796,8 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 64u];
             for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u + b], wv, 80u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                 }
             }
             for (uint32_t h = 0; h < 8u; h++) {
@@ -1858,8 +1841,9 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
     /* block 5 forward conv 64->64 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
      * Per sample, a zero-padded copy x_pad (64 planes of 6x6 and a zero tail); per output channel, the
-     * accumulators are rows of stride 6, so each kernel tap (c, a, b) is one contiguous loop of 32
-     * multiply-adds (a multiple of 16, for vector units; the columns past 4 and the tail are never stored). */
+     * accumulators are rows of stride 6, so each kernel row (c, a) is one contiguous loop of 32
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 4 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
         for (uint32_t i = 0; i < 2314u; i++) xp[i] = 0;
@@ -1876,11 +1860,8 @@ static void ng_forward(vgg8b_cifar10_w8_ctx_t *ctx, const int8_t *x, uint32_t ro
             int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 16u];
             for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 36u + a * 6u + b], wv, 32u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 36u + a * 6u], &wf[(c * 3u + a) * 3u], 32u);
                 }
             }
             for (uint32_t h = 0; h < 4u; h++) {

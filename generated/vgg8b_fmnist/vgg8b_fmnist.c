@@ -27,9 +27,14 @@ static inline int8_t ng_scale64(int64_t acc, int64_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
-static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+/** acc[i] += sum of w[b] * x[i + b] for b < 3, i < n (one kernel row); products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac3_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, const int16_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    const int32_t w2 = (int32_t)w[2];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)(w0 * (int32_t)x[i + 0u]) + (int32_t)(w1 * (int32_t)x[i + 1u]) + (int32_t)(w2 * (int32_t)x[i + 2u]);
+    }
 }
 
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
@@ -221,8 +226,9 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* block 0 forward conv 1->128 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
      * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
-     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
@@ -239,11 +245,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                 }
             }
             for (uint32_t h = 0; h < 28u; h++) {
@@ -410,8 +413,9 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* block 1 forward conv 128->256 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
      * Per sample, a zero-padded copy x_pad (128 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
-     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 115210u; i++) xp[i] = 0;
@@ -433,11 +437,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
                 for (uint32_t i = 0; i < 848u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u + b], wv, 848u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                     }
                 }
                 for (uint32_t i = 0; i < 848u; i++) acc[i] += part[i];
@@ -631,8 +632,9 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* block 2 forward conv 256->256 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
      * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
-     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
         for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
@@ -654,11 +656,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
                 for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u + b], wv, 224u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                     }
                 }
                 for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
@@ -827,8 +826,9 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* block 3 forward conv 256->512 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
      * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
-     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
         for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
@@ -850,11 +850,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
                 for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u + b], wv, 224u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                     }
                 }
                 for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
@@ -1048,8 +1045,9 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* block 4 forward conv 512->512 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
-     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
         for (uint32_t i = 0; i < 41475u; i++) xp[i] = 0;
@@ -1071,11 +1069,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
                 for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u + b], wv, 64u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                     }
                 }
                 for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
@@ -1269,8 +1264,9 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* block 5 forward conv 512->512 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 5x5 and a zero tail); per output channel, the
-     * accumulators are rows of stride 5, so each kernel tap (c, a, b) is one contiguous loop of 16
-     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+     * accumulators are rows of stride 5, so each kernel row (c, a) is one contiguous loop of 16
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
         for (uint32_t i = 0; i < 12803u; i++) xp[i] = 0;
@@ -1292,11 +1288,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                 int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
                 for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u + b], wv, 16u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u], &wf[(c * 3u + a) * 3u], 16u);
                     }
                 }
                 for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];
@@ -1691,8 +1684,9 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 0 forward conv 1->128 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
      * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
-     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
@@ -1709,11 +1703,8 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                 }
             }
             for (uint32_t h = 0; h < 28u; h++) {
@@ -1732,8 +1723,9 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 1 forward conv 128->256 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
      * Per sample, a zero-padded copy x_pad (128 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
-     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 115210u; i++) xp[i] = 0;
@@ -1755,11 +1747,8 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
                 for (uint32_t i = 0; i < 848u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u + b], wv, 848u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                     }
                 }
                 for (uint32_t i = 0; i < 848u; i++) acc[i] += part[i];
@@ -1805,8 +1794,9 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 2 forward conv 256->256 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
      * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
-     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
         for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
@@ -1828,11 +1818,8 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
                 for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u + b], wv, 224u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                     }
                 }
                 for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
@@ -1853,8 +1840,9 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 3 forward conv 256->512 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
      * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
-     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
         for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
@@ -1876,11 +1864,8 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
                 for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u + b], wv, 224u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                     }
                 }
                 for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
@@ -1926,8 +1911,9 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 4 forward conv 512->512 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
-     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
         for (uint32_t i = 0; i < 41475u; i++) xp[i] = 0;
@@ -1949,11 +1935,8 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
                 for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u + b], wv, 64u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                     }
                 }
                 for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
@@ -1999,8 +1982,9 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 5 forward conv 512->512 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
      * Per sample, a zero-padded copy x_pad (512 planes of 5x5 and a zero tail); per output channel, the
-     * accumulators are rows of stride 5, so each kernel tap (c, a, b) is one contiguous loop of 16
-     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+     * accumulators are rows of stride 5, so each kernel row (c, a) is one contiguous loop of 16
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
         for (uint32_t i = 0; i < 12803u; i++) xp[i] = 0;
@@ -2022,11 +2006,8 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
                 int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
                 for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
                 for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {
-                        for (uint32_t b = 0; b < 3u; b++) {
-                            const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                            if (wv != 0) ng_mac_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u + b], wv, 16u);
-                        }
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u], &wf[(c * 3u + a) * 3u], 16u);
                     }
                 }
                 for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];

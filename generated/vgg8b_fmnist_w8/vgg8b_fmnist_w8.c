@@ -21,9 +21,14 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** acc[i] += w * x[i] for i < n; products in int32_t, every partial sum proven to fit int32_t. */
-static inline void ng_mac_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, int16_t w, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) acc[i] += (int32_t)((int32_t)w * (int32_t)x[i]);
+/** acc[i] += sum of w[b] * x[i + b] for b < 3, i < n (one kernel row); products in int32_t, every partial sum proven to fit int32_t. */
+static inline void ng_mac3_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *restrict x, const int16_t *restrict w, uint32_t n) {
+    const int32_t w0 = (int32_t)w[0];
+    const int32_t w1 = (int32_t)w[1];
+    const int32_t w2 = (int32_t)w[2];
+    for (uint32_t i = 0; i < n; i++) {
+        acc[i] += (int32_t)(w0 * (int32_t)x[i + 0u]) + (int32_t)(w1 * (int32_t)x[i + 1u]) + (int32_t)(w2 * (int32_t)x[i + 2u]);
+    }
 }
 
 /** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
@@ -215,8 +220,9 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     /* block 0 forward conv 1->16 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
      * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
-     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
@@ -233,11 +239,8 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                 }
             }
             for (uint32_t h = 0; h < 28u; h++) {
@@ -398,8 +401,9 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     /* block 1 forward conv 16->32 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 36864), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-429378768, 429378768] (30 bits), int32_t
      * Per sample, a zero-padded copy x_pad (16 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
-     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 14410u; i++) xp[i] = 0;
@@ -416,11 +420,8 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 16u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                 }
             }
             for (uint32_t h = 0; h < 28u; h++) {
@@ -606,8 +607,9 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     /* block 2 forward conv 32->32 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
      * Per sample, a zero-padded copy x_pad (32 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
-     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
         for (uint32_t i = 0; i < 8194u; i++) xp[i] = 0;
@@ -624,11 +626,8 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 196u];
             for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u + b], wv, 224u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                 }
             }
             for (uint32_t h = 0; h < 14u; h++) {
@@ -789,8 +788,9 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     /* block 3 forward conv 32->64 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
      * Per sample, a zero-padded copy x_pad (32 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
-     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
         for (uint32_t i = 0; i < 8194u; i++) xp[i] = 0;
@@ -807,11 +807,8 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 196u];
             for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u + b], wv, 224u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                 }
             }
             for (uint32_t h = 0; h < 14u; h++) {
@@ -997,8 +994,9 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     /* block 4 forward conv 64->64 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
      * Per sample, a zero-padded copy x_pad (64 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
-     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
         for (uint32_t i = 0; i < 5187u; i++) xp[i] = 0;
@@ -1015,11 +1013,8 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 49u];
             for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u + b], wv, 64u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                 }
             }
             for (uint32_t h = 0; h < 7u; h++) {
@@ -1205,8 +1200,9 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
     /* block 5 forward conv 64->64 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
      * Per sample, a zero-padded copy x_pad (64 planes of 5x5 and a zero tail); per output channel, the
-     * accumulators are rows of stride 5, so each kernel tap (c, a, b) is one contiguous loop of 16
-     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+     * accumulators are rows of stride 5, so each kernel row (c, a) is one contiguous loop of 16
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
         for (uint32_t i = 0; i < 1603u; i++) xp[i] = 0;
@@ -1223,11 +1219,8 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_train_step(vgg8b_fmnist_w8_ctx_t *ctx, 
             int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 9u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 25u + a * 5u + b], wv, 16u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 25u + a * 5u], &wf[(c * 3u + a) * 3u], 16u);
                 }
             }
             for (uint32_t h = 0; h < 3u; h++) {
@@ -1602,8 +1595,9 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     /* block 0 forward conv 1->16 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
      * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
-     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
         for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
@@ -1620,11 +1614,8 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 16u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                 }
             }
             for (uint32_t h = 0; h < 28u; h++) {
@@ -1643,8 +1634,9 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     /* block 1 forward conv 16->32 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 36864), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-429378768, 429378768] (30 bits), int32_t
      * Per sample, a zero-padded copy x_pad (16 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel tap (c, a, b) is one contiguous loop of 848
-     * multiply-adds (a multiple of 16, for vector units; the columns past 28 and the tail are never stored). */
+     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 14410u; i++) xp[i] = 0;
@@ -1661,11 +1653,8 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 32u + f) * 784u];
             for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 16u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u + b], wv, 848u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                 }
             }
             for (uint32_t h = 0; h < 28u; h++) {
@@ -1709,8 +1698,9 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     /* block 2 forward conv 32->32 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
      * Per sample, a zero-padded copy x_pad (32 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
-     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
         for (uint32_t i = 0; i < 8194u; i++) xp[i] = 0;
@@ -1727,11 +1717,8 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 32u + f) * 196u];
             for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u + b], wv, 224u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                 }
             }
             for (uint32_t h = 0; h < 14u; h++) {
@@ -1750,8 +1737,9 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     /* block 3 forward conv 32->64 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 73728), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-858757536, 858757536] (31 bits), int32_t
      * Per sample, a zero-padded copy x_pad (32 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel tap (c, a, b) is one contiguous loop of 224
-     * multiply-adds (a multiple of 16, for vector units; the columns past 14 and the tail are never stored). */
+     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
         for (uint32_t i = 0; i < 8194u; i++) xp[i] = 0;
@@ -1768,11 +1756,8 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 64u + f) * 196u];
             for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 32u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u + b], wv, 224u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                 }
             }
             for (uint32_t h = 0; h < 14u; h++) {
@@ -1816,8 +1801,9 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     /* block 4 forward conv 64->64 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
      * Per sample, a zero-padded copy x_pad (64 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel tap (c, a, b) is one contiguous loop of 64
-     * multiply-adds (a multiple of 16, for vector units; the columns past 7 and the tail are never stored). */
+     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
         for (uint32_t i = 0; i < 5187u; i++) xp[i] = 0;
@@ -1834,11 +1820,8 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 64u + f) * 49u];
             for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u + b], wv, 64u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                 }
             }
             for (uint32_t h = 0; h < 7u; h++) {
@@ -1882,8 +1865,9 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
     /* block 5 forward conv 64->64 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 147456), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-1717515072, 1717515072] (32 bits), int32_t
      * Per sample, a zero-padded copy x_pad (64 planes of 5x5 and a zero tail); per output channel, the
-     * accumulators are rows of stride 5, so each kernel tap (c, a, b) is one contiguous loop of 16
-     * multiply-adds (a multiple of 16, for vector units; the columns past 3 and the tail are never stored). */
+     * accumulators are rows of stride 5, so each kernel row (c, a) is one contiguous loop of 16
+     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
+     * tail are never stored). */
     for (uint32_t n = 0; n < rows; n++) {
         int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
         for (uint32_t i = 0; i < 1603u; i++) xp[i] = 0;
@@ -1900,11 +1884,8 @@ static void ng_forward(vgg8b_fmnist_w8_ctx_t *ctx, const int8_t *x, uint32_t row
             int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 64u + f) * 9u];
             for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
             for (uint32_t c = 0; c < 64u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int16_t wv = wf[(c * 3u + a) * 3u + b];
-                        if (wv != 0) ng_mac_i32_i8_i16_i32(acc, &xp[c * 25u + a * 5u + b], wv, 16u);
-                    }
+                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 25u + a * 5u], &wf[(c * 3u + a) * 3u], 16u);
                 }
             }
             for (uint32_t h = 0; h < 3u; h++) {
