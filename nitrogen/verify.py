@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -245,6 +246,10 @@ def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = Non
     if (m := _first_diff(steps, "predict.logits", c_logits, ref.predict(ex[0]))):
         return fail(m)
     if (m := _first_diff(steps, "evaluate", out.take(np.int64, 2), np.array([0, ref.evaluate(ex[0], ey[0])]))):
+        return fail(m)
+    # CRC-32 of the parameters as int32 little-endian, computed independently by zlib.
+    want_crc = zlib.crc32(np.concatenate([v.reshape(-1) for v in ref.params.values()]).astype("<i4").tobytes())
+    if (m := _first_diff(steps, "params_crc32", np.array([out.i64()]), np.array([want_crc]))):
         return fail(m)
     # API contracts (expected values come from the header's documentation, not from the reference).
     weights_are_int32 = model.semantics == "reference"

@@ -64,6 +64,29 @@ static inline uint32_t ng_argmax(const int8_t *v, uint32_t n) {
     return best;
 }
 
+/** CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, as zlib's crc32()): continue `crc` over n bytes.
+ *  Nibble table: 64 bytes of flash, two lookups per byte. */
+static uint32_t ng_crc32_update(uint32_t crc, const uint8_t *bytes, size_t n) {
+    static const uint32_t nibble[16] = {
+        0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
+        0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu, 0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= bytes[i];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+    }
+    return ~crc;
+}
+
+/** CRC-32 continued over one int32 value in little-endian byte order (whatever the host's order). */
+static uint32_t ng_crc32_i32(uint32_t crc, int32_t value) {
+    const uint32_t u = (uint32_t)value;   /* modulo 2^32: well defined */
+    const uint8_t le[4] = {(uint8_t)(u & 0xFFu), (uint8_t)((u >> 8) & 0xFFu), (uint8_t)((u >> 16) & 0xFFu),
+                           (uint8_t)(u >> 24)};
+    return ng_crc32_update(crc, le, 4);
+}
+
 /** NITRO-ReLU with slope 1/4: output for z = -127..127 at index z + 127 (semantics 4.4). */
 static const int8_t ng_relu_s4[255] = {
      -67,  -67,  -67,  -67,  -66,  -66,  -66,  -66,  -65,  -65,  -65,  -65,  -64,  -64,  -64,  -64,
@@ -514,6 +537,17 @@ mlp1_mnist_status_t mlp1_mnist_export_params(const mlp1_mnist_ctx_t *ctx, int32_
     for (uint32_t i = 0; i < 500u; i++) out[k++] = (int32_t)ctx->b1_l_w[i];   /* blocks.1.learning.weight */
     for (uint32_t i = 0; i < 500u; i++) out[k++] = (int32_t)ctx->out_w[i];   /* output.weight */
     return MLP1_MNIST_OK;
+}
+
+uint32_t mlp1_mnist_params_crc32(const mlp1_mnist_ctx_t *ctx) {
+    uint32_t crc = 0u;
+    if (ctx == NULL) return 0u;
+    for (uint32_t i = 0; i < 78400u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b0_w[i]);   /* blocks.0.forward.weight */
+    for (uint32_t i = 0; i < 1000u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b0_l_w[i]);   /* blocks.0.learning.weight */
+    for (uint32_t i = 0; i < 5000u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b1_w[i]);   /* blocks.1.forward.weight */
+    for (uint32_t i = 0; i < 500u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b1_l_w[i]);   /* blocks.1.learning.weight */
+    for (uint32_t i = 0; i < 500u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->out_w[i]);   /* output.weight */
+    return crc;
 }
 
 mlp1_mnist_status_t mlp1_mnist_import_params(mlp1_mnist_ctx_t *ctx, const int32_t *in, size_t n) {

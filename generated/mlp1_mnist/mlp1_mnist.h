@@ -178,6 +178,13 @@ mlp1_mnist_status_t mlp1_mnist_export_params(const mlp1_mnist_ctx_t *ctx, int32_
  */
 mlp1_mnist_status_t mlp1_mnist_import_params(mlp1_mnist_ctx_t *ctx, const int32_t *in, size_t n);
 
+/**
+ * @brief CRC-32 (zlib's crc32(), IEEE polynomial) of all parameters in the layout of mlp1_mnist_export_params(),
+ *        each value as 4 little-endian bytes. The same on every target: compare a device with the host build.
+ * @return The checksum; 0 if ctx is NULL.
+ */
+uint32_t mlp1_mnist_params_crc32(const mlp1_mnist_ctx_t *ctx);
+
 /** @brief A short English description of a status code. */
 const char *mlp1_mnist_status_str(mlp1_mnist_status_t status);
 

@@ -194,6 +194,13 @@ mlp2_fmnist_status_t mlp2_fmnist_export_params(const mlp2_fmnist_ctx_t *ctx, int
  */
 mlp2_fmnist_status_t mlp2_fmnist_import_params(mlp2_fmnist_ctx_t *ctx, const int32_t *in, size_t n);
 
+/**
+ * @brief CRC-32 (zlib's crc32(), IEEE polynomial) of all parameters in the layout of mlp2_fmnist_export_params(),
+ *        each value as 4 little-endian bytes. The same on every target: compare a device with the host build.
+ * @return The checksum; 0 if ctx is NULL.
+ */
+uint32_t mlp2_fmnist_params_crc32(const mlp2_fmnist_ctx_t *ctx);
+
 /** @brief A short English description of a status code. */
 const char *mlp2_fmnist_status_str(mlp2_fmnist_status_t status);
 

@@ -199,6 +199,13 @@ mlp3_mnist_status_t mlp3_mnist_export_params(const mlp3_mnist_ctx_t *ctx, int32_
  */
 mlp3_mnist_status_t mlp3_mnist_import_params(mlp3_mnist_ctx_t *ctx, const int32_t *in, size_t n);
 
+/**
+ * @brief CRC-32 (zlib's crc32(), IEEE polynomial) of all parameters in the layout of mlp3_mnist_export_params(),
+ *        each value as 4 little-endian bytes. The same on every target: compare a device with the host build.
+ * @return The checksum; 0 if ctx is NULL.
+ */
+uint32_t mlp3_mnist_params_crc32(const mlp3_mnist_ctx_t *ctx);
+
 /** @brief A short English description of a status code. */
 const char *mlp3_mnist_status_str(mlp3_mnist_status_t status);
 

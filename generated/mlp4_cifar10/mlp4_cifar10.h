@@ -208,6 +208,13 @@ mlp4_cifar10_status_t mlp4_cifar10_export_params(const mlp4_cifar10_ctx_t *ctx, 
  */
 mlp4_cifar10_status_t mlp4_cifar10_import_params(mlp4_cifar10_ctx_t *ctx, const int32_t *in, size_t n);
 
+/**
+ * @brief CRC-32 (zlib's crc32(), IEEE polynomial) of all parameters in the layout of mlp4_cifar10_export_params(),
+ *        each value as 4 little-endian bytes. The same on every target: compare a device with the host build.
+ * @return The checksum; 0 if ctx is NULL.
+ */
+uint32_t mlp4_cifar10_params_crc32(const mlp4_cifar10_ctx_t *ctx);
+
 /** @brief A short English description of a status code. */
 const char *mlp4_cifar10_status_str(mlp4_cifar10_status_t status);
 

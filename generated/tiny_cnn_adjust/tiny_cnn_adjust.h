@@ -206,6 +206,13 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_export_params(const tiny_cnn_adjust_ctx
  */
 tiny_cnn_adjust_status_t tiny_cnn_adjust_import_params(tiny_cnn_adjust_ctx_t *ctx, const int32_t *in, size_t n);
 
+/**
+ * @brief CRC-32 (zlib's crc32(), IEEE polynomial) of all parameters in the layout of tiny_cnn_adjust_export_params(),
+ *        each value as 4 little-endian bytes. The same on every target: compare a device with the host build.
+ * @return The checksum; 0 if ctx is NULL.
+ */
+uint32_t tiny_cnn_adjust_params_crc32(const tiny_cnn_adjust_ctx_t *ctx);
+
 /** @brief A short English description of a status code. */
 const char *tiny_cnn_adjust_status_str(tiny_cnn_adjust_status_t status);
 

@@ -194,6 +194,13 @@ tiny_cnn_avg_status_t tiny_cnn_avg_export_params(const tiny_cnn_avg_ctx_t *ctx, 
  */
 tiny_cnn_avg_status_t tiny_cnn_avg_import_params(tiny_cnn_avg_ctx_t *ctx, const int32_t *in, size_t n);
 
+/**
+ * @brief CRC-32 (zlib's crc32(), IEEE polynomial) of all parameters in the layout of tiny_cnn_avg_export_params(),
+ *        each value as 4 little-endian bytes. The same on every target: compare a device with the host build.
+ * @return The checksum; 0 if ctx is NULL.
+ */
+uint32_t tiny_cnn_avg_params_crc32(const tiny_cnn_avg_ctx_t *ctx);
+
 /** @brief A short English description of a status code. */
 const char *tiny_cnn_avg_status_str(tiny_cnn_avg_status_t status);
 

@@ -178,6 +178,13 @@ tiny_mlp_status_t tiny_mlp_export_params(const tiny_mlp_ctx_t *ctx, int32_t *out
  */
 tiny_mlp_status_t tiny_mlp_import_params(tiny_mlp_ctx_t *ctx, const int32_t *in, size_t n);
 
+/**
+ * @brief CRC-32 (zlib's crc32(), IEEE polynomial) of all parameters in the layout of tiny_mlp_export_params(),
+ *        each value as 4 little-endian bytes. The same on every target: compare a device with the host build.
+ * @return The checksum; 0 if ctx is NULL.
+ */
+uint32_t tiny_mlp_params_crc32(const tiny_mlp_ctx_t *ctx);
+
 /** @brief A short English description of a status code. */
 const char *tiny_mlp_status_str(tiny_mlp_status_t status);
 

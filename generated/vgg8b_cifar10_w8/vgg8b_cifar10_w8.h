@@ -299,6 +299,13 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_export_params(const vgg8b_cifar10_w8_
  */
 vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_import_params(vgg8b_cifar10_w8_ctx_t *ctx, const int32_t *in, size_t n);
 
+/**
+ * @brief CRC-32 (zlib's crc32(), IEEE polynomial) of all parameters in the layout of vgg8b_cifar10_w8_export_params(),
+ *        each value as 4 little-endian bytes. The same on every target: compare a device with the host build.
+ * @return The checksum; 0 if ctx is NULL.
+ */
+uint32_t vgg8b_cifar10_w8_params_crc32(const vgg8b_cifar10_w8_ctx_t *ctx);
+
 /** @brief A short English description of a status code. */
 const char *vgg8b_cifar10_w8_status_str(vgg8b_cifar10_w8_status_t status);
 

@@ -73,6 +73,29 @@ static inline uint32_t ng_argmax(const int8_t *v, uint32_t n) {
     }
     return best;
 }
+
+/** CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, as zlib's crc32()): continue `crc` over n bytes.
+ *  Nibble table: 64 bytes of flash, two lookups per byte. */
+static uint32_t ng_crc32_update(uint32_t crc, const uint8_t *bytes, size_t n) {
+    static const uint32_t nibble[16] = {
+        0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
+        0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu, 0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= bytes[i];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+    }
+    return ~crc;
+}
+
+/** CRC-32 continued over one int32 value in little-endian byte order (whatever the host's order). */
+static uint32_t ng_crc32_i32(uint32_t crc, int32_t value) {
+    const uint32_t u = (uint32_t)value;   /* modulo 2^32: well defined */
+    const uint8_t le[4] = {(uint8_t)(u & 0xFFu), (uint8_t)((u >> 8) & 0xFFu), (uint8_t)((u >> 16) & 0xFFu),
+                           (uint8_t)(u >> 24)};
+    return ng_crc32_update(crc, le, 4);
+}
 /* ---- augmentation (semantics 3.7) ---- */
 
 /** Smallest value of n int8 values. */
@@ -2116,6 +2139,27 @@ vgg8b_mnist_status_t vgg8b_mnist_export_params(const vgg8b_mnist_ctx_t *ctx, int
     for (uint32_t i = 0; i < 10240u; i++) out[k++] = (int32_t)ctx->b6_l_w[i];   /* blocks.6.learning.weight */
     for (uint32_t i = 0; i < 10240u; i++) out[k++] = (int32_t)ctx->out_w[i];   /* output.weight */
     return VGG8B_MNIST_OK;
+}
+
+uint32_t vgg8b_mnist_params_crc32(const vgg8b_mnist_ctx_t *ctx) {
+    uint32_t crc = 0u;
+    if (ctx == NULL) return 0u;
+    for (uint32_t i = 0; i < 1152u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b0_w[i]);   /* blocks.0.forward.weight */
+    for (uint32_t i = 0; i < 35840u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b0_l_w[i]);   /* blocks.0.learning.weight */
+    for (uint32_t i = 0; i < 294912u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b1_w[i]);   /* blocks.1.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b1_l_w[i]);   /* blocks.1.learning.weight */
+    for (uint32_t i = 0; i < 589824u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b2_w[i]);   /* blocks.2.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b2_l_w[i]);   /* blocks.2.learning.weight */
+    for (uint32_t i = 0; i < 1179648u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b3_w[i]);   /* blocks.3.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b3_l_w[i]);   /* blocks.3.learning.weight */
+    for (uint32_t i = 0; i < 2359296u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b4_w[i]);   /* blocks.4.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b4_l_w[i]);   /* blocks.4.learning.weight */
+    for (uint32_t i = 0; i < 2359296u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b5_w[i]);   /* blocks.5.forward.weight */
+    for (uint32_t i = 0; i < 30720u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b5_l_w[i]);   /* blocks.5.learning.weight */
+    for (uint32_t i = 0; i < 524288u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b6_w[i]);   /* blocks.6.forward.weight */
+    for (uint32_t i = 0; i < 10240u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->b6_l_w[i]);   /* blocks.6.learning.weight */
+    for (uint32_t i = 0; i < 10240u; i++) crc = ng_crc32_i32(crc, (int32_t)ctx->out_w[i]);   /* output.weight */
+    return crc;
 }
 
 vgg8b_mnist_status_t vgg8b_mnist_import_params(vgg8b_mnist_ctx_t *ctx, const int32_t *in, size_t n) {
