@@ -249,8 +249,10 @@ def bound_max_pool(an: _Analysis, op: Op) -> None:
     if op.attr("zero_pad") and _padded(op):  # reference: padding cells hold 0 and can win (semantics 4.5)
         lo, hi = min(lo, 0), max(hi, 0)
     an.define(op.outs[0], lo, hi, op)
-    if len(op.outs) > 1:
+    if len(op.outs) > 1:  # the learning max pool: argmax offset, and z at the argmax cell (0 on padding)
         an.define(op.outs[1], 0, op.int_attr("kh") * op.int_attr("kw") - 1, op)
+        zlo, zhi = an.interval(op.ins[1])
+        an.define(op.outs[2], min(zlo, 0), max(zhi, 0), op)
 
 
 def bound_avg_pool(an: _Analysis, op: Op) -> None:

@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -50,6 +51,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     model = _load(args)
     program, report = analyse(model)
+    _check_budget(args, model, program, report)
     print(f"{model.name}: {model.semantics} semantics, batch {model.train.batch_size}, "
           f"weights {'int32 (wrapping)' if model.semantics == 'reference' else f'{model.weight_bits}-bit saturating'}")
     print_layer_constants(program)
@@ -94,9 +96,22 @@ def _write_atomically(files: dict[str, str], out_dir: Path) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _check_budget(args: argparse.Namespace, model: Model, program: Program, report: object) -> None:
+    """--ram-budget: E501 (with the largest buffers) when the context does not fit."""
+    if args.ram_budget is None:
+        return
+    from .firmware import check_ram_budget
+    from .layout import plan
+
+    check_ram_budget(model, plan(program, report), args.ram_budget, "--ram-budget")  # type: ignore[arg-type]
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from .pipeline import compile_model
 
+    if args.all and args.target != "host":
+        print("nitrogen compile: --all writes host files only; drop --target", file=sys.stderr)
+        return 2
     if args.all:
         root = Path(args.spec or "specs")
         specs = sorted([*root.glob("*.yaml"), *root.glob("*.ng")])
@@ -111,10 +126,30 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print("nitrogen compile: SPEC and -o DIR are required (or --all)", file=sys.stderr)
         return 2
     compiled = compile_model(_load(args))
+    _check_budget(args, compiled.model, compiled.program, compiled.report)
+    files = compiled.files
+    if args.target != "host":
+        from .firmware import default_samples, firmware_files
+        from .targets import TARGETS
+
+        target = TARGETS[args.target]
+        assert target is not None
+        target = replace(target, ram_bytes=args.ram or target.ram_bytes, flash_bytes=args.flash or target.flash_bytes)
+        if args.samples_from:
+            from .data import load_dataset
+            from .firmware import dataset_samples
+
+            samples = dataset_samples(compiled.model, load_dataset(args.samples_from, args.data_dir),
+                                      steps=args.steps, seed=args.seed, n_eval=args.eval)
+        else:
+            samples = default_samples(compiled.model, steps=args.steps, seed=args.seed, n_eval=args.eval)
+        files = firmware_files(compiled, target, samples)
     out = Path(args.output)
-    _write_atomically(compiled.files, out)
-    for name in compiled.files:
+    _write_atomically(files, out)
+    for name in files:
         print(out / name)
+    if args.target != "host":
+        print(f"next: make -C {out} run    (see {out / 'FIRMWARE.md'})")
     return 0
 
 
@@ -140,6 +175,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_MISMATCH
 
 
+TARGET_NAMES = ("host", "cortex-m0plus", "cortex-m4")  # nitrogen.targets.TARGETS, without importing it here
 DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "digits", "mnist5k")
 
 
@@ -152,7 +188,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else model.train.seed
     out = Path(args.out or f"runs/{model.name}-{args.dataset}-s{seed}")
     result = train(model, dataset, out, seed=seed, epochs=args.epochs, use_reference=args.reference,
-                   progress=not args.quiet, plateau=not args.no_plateau, early_stopping=not args.no_early_stopping)
+                   progress=not args.quiet, plateau=not args.no_plateau, early_stopping=not args.no_early_stopping,
+                   resume=Path(args.resume) if args.resume else None)
     if not result.records:
         print("interrupted before the first epoch finished; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -160,17 +197,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     how = " (early stop)" if result.stopped_early else " (interrupted)" if result.interrupted else ""
     print(f"{model.name} on {dataset.name}: best test accuracy {result.best_test_acc:.2f}% at epoch "
           f"{result.best_epoch}; final {last.test_acc:.2f}% after {last.epoch} epochs{how}")
-    print(f"wrote {out}/ (metrics.csv, metrics.json, curves.png, params.npz, spec, c/)")
+    print(f"wrote {out}/ (metrics.csv, metrics.json, curves.png, params.npz, checkpoint.ngck, spec, c/)")
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .train import evaluate
+    from .train import evaluate, read_trained
 
     model = _load(args)
+    trained = read_trained(model, Path(args.params))  # a bad checkpoint fails before the data set is loaded
     dataset = load_dataset(args.dataset, args.data_dir)
-    correct, seen = evaluate(model, dataset, Path(args.params), use_reference=args.reference)
+    correct, seen = evaluate(model, dataset, trained, use_reference=args.reference)
     print(f"{model.name} on {dataset.name}: {correct}/{seen} correct, test accuracy {100 * correct / seen:.2f}%")
     return 0
 
@@ -180,6 +218,31 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     for name in args.datasets:
         print(fetch_dataset(name))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from . import cost
+
+    model = _load(args)
+    if args.input_features is not None and not args.paper:
+        print("nitrogen report: --input-features applies to --paper only (the real plan uses the spec's input)",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.paper:
+            data = cost.paper_report(model, fp_optimizer=args.fp_optimizer, input_features=args.input_features)
+        else:
+            data = cost.plan_report(model, fp_optimizer=args.fp_optimizer, top=args.top)
+    except cost.UsageError as exc:
+        print(f"nitrogen report: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(cost.render_paper(data) if args.paper else cost.render_plan(data))
     return 0
 
 
@@ -207,12 +270,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("check", "print the per-tensor bounds table, or diagnostics")
     p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--ram-budget", type=_int_at_least(1), metavar="BYTES",
+                   help="fail (E501, listing the largest buffers) if the context needs more RAM")
     p.set_defaults(func=cmd_check)
     p = add("compile", "write <name>.h and <name>.c")
     p.add_argument("spec", metavar="SPEC", nargs="?")
     p.add_argument("-o", "--output", metavar="DIR")
     p.add_argument("--all", action="store_true", help="compile every spec in SPEC (default specs/) into "
                                                       "DIR/<name>/ (default generated/)")
+    p.add_argument("--target", choices=tuple(TARGET_NAMES), default="host",
+                   help="host: the model files; cortex-m0plus / cortex-m4: also an example firmware project "
+                        "(startup, linker script, main, Makefile, CMake snippet, FIRMWARE.md)")
+    p.add_argument("--steps", type=_int_at_least(1, 1 << 16), default=4,
+                   help="firmware: training steps on the samples stored in flash (default 4)")
+    p.add_argument("--eval", type=_int_at_least(1, 1 << 16), default=8, metavar="N",
+                   help="firmware: held-out samples predicted after training (default 8)")
+    p.add_argument("--seed", type=_int_at_least(0, (1 << 64) - 1), default=0,
+                   help="firmware: init seed and sample seed (default 0)")
+    p.add_argument("--samples-from", metavar="DATASET", help="firmware: embed real, normalised images of this data "
+                   f"set ({', '.join(DATASET_NAMES)}) instead of pseudo-random inputs")
+    p.add_argument("--data-dir", metavar="DIR", help="firmware: look here first for the data set's files")
+    p.add_argument("--ram", type=_int_at_least(1024, 1 << 32), metavar="BYTES",
+                   help="firmware: RAM of your part in link.ld (default: the QEMU board's)")
+    p.add_argument("--flash", type=_int_at_least(1024, 1 << 32), metavar="BYTES",
+                   help="firmware: flash of your part in link.ld (default: the QEMU board's)")
+    p.add_argument("--ram-budget", type=_int_at_least(1), metavar="BYTES",
+                   help="fail (E501, listing the largest buffers) if the context needs more RAM")
     p.set_defaults(func=cmd_compile)
     p = add("verify", "compile, train in C and in the NumPy reference, compare bit for bit")
     p.add_argument("spec", metavar="SPEC")
@@ -235,14 +318,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plateau", action="store_true", help="keep lr_inv fixed (no x3 on a plateau)")
     p.add_argument("--no-early-stopping", action="store_true", help="always run the maximum epochs")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint.ngck (its parameters, PRNG, "
+                                                           "lr_inv and epoch); use the same seed and data set")
     p.set_defaults(func=cmd_train)
     p = add("evaluate", "test accuracy of a checkpoint written by `nitrogen train`")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--params", required=True, metavar="FILE", help="params.npz from a training run")
+    p.add_argument("--params", required=True, metavar="FILE",
+                   help="checkpoint.ngck (normalisation from its run's metrics.json) or params.npz of a training run")
     p.add_argument("--dataset", required=True, metavar="NAME", help=", ".join(DATASET_NAMES))
     p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's files")
     p.add_argument("--reference", action="store_true", help="evaluate with the NumPy reference")
     p.set_defaults(func=cmd_evaluate)
+    p = add("report", "RAM by category, integer operations and energy of one training step next to FP32")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--json", action="store_true", help="machine-readable output (keys: README)")
+    p.add_argument("--paper", action="store_true",
+                   help="the published accounting of semantics 11.2 (head on the first block only, CIFAR input "
+                        "for CNNs, batch 64)")
+    p.add_argument("--fp-optimizer", choices=("sgd", "adam"), default="sgd",
+                   help="update rule of the FP32 baseline (default sgd, like IntegerSGD)")
+    p.add_argument("--input-features", type=_int_at_least(1, (1 << 23) - 1), metavar="N",
+                   help="with --paper: count an MLP with N inputs (the paper counted MLP4 with 1024)")
+    p.add_argument("--top", type=_int_at_least(0, 1 << 20), default=8, metavar="N",
+                   help="largest context buffers to list (default 8)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("fetch", help="install data sets for offline use (pip --target / apt)")
     p.add_argument("datasets", nargs="+", metavar="NAME", help=", ".join(DATASET_NAMES))
     p.set_defaults(func=cmd_fetch)

@@ -17,15 +17,24 @@ from . import __version__
 from .bounds import BoundsReport
 from .errors import InternalError
 from .ir import Op, OpKind, Program, Role, Store
-from .layout import Layout, plan
+from .layout import (CHECKPOINT_HEADER, CHECKPOINT_HEADER_BYTES, CHECKPOINT_MAGIC, CHECKPOINT_STATE,
+                     CHECKPOINT_VERSION, Layout, checkpoint_format, plan)
 
-ABI_VERSION = 1
+ABI_VERSION = 2  # 2: the context gained `epoch` (checkpoints)
 NORM_SCALE = 51  # semantics 3.4
 
 # Status codes: the enum and the string table are generated from this one list.
 STATUS: tuple[tuple[str, int, str], ...] = (
     ("OK", 0, "success"),
     ("ERR_ARG", -1, "NULL pointer or out-of-range argument; the context is unchanged"),
+    # Rejections of checkpoint_load() (the order of its checks is documented in the header); ctx unchanged.
+    ("ERR_MAGIC", -2, "not a nitrogen checkpoint (wrong magic bytes)"),
+    ("ERR_VERSION", -3, "checkpoint format version not supported by this build"),
+    ("ERR_SPEC", -4, "checkpoint of another network (spec hash differs)"),
+    ("ERR_TRUNCATED", -5, "checkpoint truncated (shorter than its header or its length field)"),
+    ("ERR_LENGTH", -6, "checkpoint length field does not match this network, or bytes after its end"),
+    ("ERR_CRC", -7, "checkpoint corrupt (CRC-32 mismatch)"),
+    ("ERR_RANGE", -8, "checkpoint value out of range (a parameter, lr_inv or the PRNG increment)"),
 )
 
 
@@ -48,6 +57,11 @@ def cint(value: int) -> str:
     return f"INT64_C({value})"
 
 
+def chex64(value: int) -> str:
+    """A uint64 as a hexadecimal C literal."""
+    return f"UINT64_C(0x{value:016X})"
+
+
 def carray(values: tuple[int, ...], per_line: int = 16) -> str:
     rows = [", ".join(f"{v:4d}" for v in values[i:i + per_line]) for i in range(0, len(values), per_line)]
     return ",\n    ".join(rows)
@@ -57,6 +71,7 @@ _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_template_dir())), 
                           trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
 _ENV.filters["cint"] = cint
 _ENV.filters["carray"] = carray
+_ENV.filters["chex64"] = chex64
 
 
 class _Views:
@@ -67,11 +82,15 @@ class _Views:
         self.prefix = program.name
         self.macs: dict[str, MacKernel] = {}  # file-scope kernels the rendered ops call
 
+    sample_loop = False  # rendering ops inside a per-sample loop (variable `ns`, `rows` = 1)
+
     def ref(self, name: str) -> str:
         t = self.p.tensor(name)
-        if t.role is Role.ARG:
-            return t.name
-        return self.layout.cref(t)
+        base = t.name if t.role is Role.ARG else self.layout.cref(t)
+        batch = self.p.constant("BATCH")
+        if self.sample_loop and t.role is not Role.PARAM and len(t.shape) == 2 and t.shape[0] == batch:
+            return f"(&{base}[(size_t)ns * {t.shape[1]}u])"   # sample ns of a batch tensor
+        return base
 
     def ctype(self, name: str) -> str:
         return self.r[name].ctype.ctype
@@ -88,7 +107,8 @@ class _Views:
     def base(self, op: Op) -> dict[str, Any]:
         # Comments name the layer, not the file position: the YAML and DSL forms of one spec
         # must generate byte-identical C.
-        v: dict[str, Any] = {"label": op.label, "wrap": self.p.semantics == "reference"}
+        v: dict[str, Any] = {"label": op.label, "wrap": self.p.semantics == "reference",
+                             "rows": "1u" if self.sample_loop else "rows"}
         v.update({k: val for k, val in op.attrs})
         return v
 
@@ -199,7 +219,8 @@ class _Views:
 
     def max_pool_argmax(self, op: Op) -> dict[str, Any]:
         arg = op.outs[1]
-        return self._pool(op) | {"arg": self.ref(arg), "arg_t": self.ctype(arg)}
+        return self._pool(op) | {"arg": self.ref(arg), "arg_t": self.ctype(arg), "z": self.ref(op.ins[1]),
+                                 "lz": self.ref(op.outs[2])}
 
     def avg_pool(self, op: Op) -> dict[str, Any]:
         return self._pool(op) | {"sum_t": self.ctype(op.temps[0])}
@@ -273,11 +294,31 @@ VIEWS: dict[OpKind, Callable[[_Views, Op], dict[str, Any]]] = {
 }
 
 
+def _sample_loop(op: Op) -> str:
+    return next((str(v) for k, v in op.attrs if k == "sample_loop"), "")
+
+
 def _render_ops(views: _Views, ops: tuple[Op, ...]) -> list[str]:
-    out = []
-    for op in ops:
-        text = _ENV.get_template(f"ops/{op.kind.value}.c.j2").render(v=VIEWS[op.kind](views, op))
-        out.append(text.rstrip("\n"))
+    """Each op's C; consecutive ops that share a `sample_loop` attribute go into one loop over the samples,
+    where batch tensors are addressed at sample `ns` and each op sees one row (the memory plan of lower_conv)."""
+    out: list[str] = []
+    i = 0
+    while i < len(ops):
+        loop = _sample_loop(ops[i])
+        j = i + 1
+        while loop and j < len(ops) and _sample_loop(ops[j]) == loop:
+            j += 1
+        views.sample_loop = bool(loop)
+        parts = [_ENV.get_template(f"ops/{op.kind.value}.c.j2").render(v=VIEWS[op.kind](views, op)).rstrip("\n")
+                 for op in ops[i:j]]
+        views.sample_loop = False
+        if loop:
+            body = "\n".join(parts).replace("\n", "\n    ")
+            out.append(f"/* {loop}: the forward one sample at a time; per-sample tensors are reused by every sample. */\n"
+                       f"for (uint32_t ns = 0; ns < rows; ns++) {{\n    {body}\n}}")
+        else:
+            out.extend(parts)
+        i = j
     return out
 
 
@@ -310,6 +351,9 @@ def emit(program: Program, report: BoundsReport, norm: Any = None) -> dict[str, 
         "x_aug": next((views.ref(t.name) for t in program.tensors if t.name == "x_aug"), ""),
         "logits": views.ref("out_logits"), "helpers": helpers, "norm": norm, "norm_scale": NORM_SCALE,
         "macs": [views.macs[name] for name in sorted(views.macs)],
+        "ck": checkpoint_format(program, report), "ck_header": CHECKPOINT_HEADER,
+        "ck_header_bytes": CHECKPOINT_HEADER_BYTES, "ck_state": CHECKPOINT_STATE, "ck_version": CHECKPOINT_VERSION,
+        "ck_magic": ", ".join(f"0x{b:02X}" for b in CHECKPOINT_MAGIC),
     }
     name = program.name
     return {f"{name}.h": _ENV.get_template("model.h.j2").render(**ctx),
@@ -323,4 +367,17 @@ def emit_harness(program: Program) -> str:
                                                     blocks=program.blocks, params=params)
 
 
-__all__ = ["emit", "emit_harness", "cint", "carray", "VIEWS", "STATUS", "ABI_VERSION"]
+FIRMWARE_FILES = {"main.c": "main.c.j2", "samples.h": "samples.h.j2", "startup.c": "startup.c.j2",
+                  "semihost.h": "semihost.h.j2", "link.ld": "link.ld.j2", "Makefile": "Makefile.j2",
+                  "{p}.cmake": "model.cmake.j2", "FIRMWARE.md": "FIRMWARE.md.j2"}
+
+
+def emit_firmware(program: Program, view: dict[str, Any]) -> dict[str, str]:
+    """The example firmware around a model (templates/firmware/). `view` holds every number and array
+    (firmware.py decides them); this only renders."""
+    names = {"p": program.name, "P": program.name.upper(), "version": __version__, "sha256": program.spec_sha256}
+    return {out.format(p=program.name): _ENV.get_template(f"firmware/{src}").render(**names, **view)
+            for out, src in FIRMWARE_FILES.items()}
+
+
+__all__ = ["emit", "emit_harness", "emit_firmware", "cint", "carray", "VIEWS", "STATUS", "ABI_VERSION"]

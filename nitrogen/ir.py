@@ -107,11 +107,11 @@ ARITY: dict[OpKind, tuple[int, int, int]] = {
     OpKind.LINEAR_GRAD_SGD: (3, 1, 4),       # ins (delta, x, w); outs (w); temps (grad, g, wnew, row)
     OpKind.CONV_SCALE: (2, 1, 4),            # ins (x, w); outs (z); temps (acc, plane, part, padded sample)
     OpKind.MAX_POOL: (1, 1, 0),              # ins (x); outs (y)
-    OpKind.MAX_POOL_ARGMAX: (1, 2, 0),       # ins (h); outs (y, argmax offset within the window)
+    OpKind.MAX_POOL_ARGMAX: (2, 3, 0),       # ins (h, z); outs (y, argmax offset within the window, z there)
     OpKind.AVG_POOL: (1, 1, 1),              # ins (x); outs (y); temps (window sum)
     OpKind.DROPOUT: (1, 1, 1),               # ins (x); outs (y); temps (x * R)
     OpKind.CONV_GRAD_SGD: (4, 1, 5),         # ins (dp, z, x, w); outs (w); temps (grad, g, wnew, row, dz)
-    OpKind.CONV_GRAD_SGD_MAX: (5, 1, 5),     # ins (dp, argmax, z, x, w); outs (w); temps as CONV_GRAD_SGD
+    OpKind.CONV_GRAD_SGD_MAX: (5, 1, 5),     # ins (dp, argmax, z at argmax, x, w); outs (w); temps as CONV_GRAD_SGD
 }
 
 Attr = int | str | bool | tuple[int, ...]

@@ -62,6 +62,9 @@ class _Ctx:
         self.amps: list[int] = []
         self.layers: list[LayerConstants] = []
         self.alias: dict[str, str] = {"x_aug": "x"}  # evaluation reads the raw input and skips dropouts
+        self.act_parity = 0
+        self.walk: tuple[Stage, ...] = ()
+        self.fused_pools: dict[int, str] = {}  # stage index of a feature pool run inside a conv block -> output
 
     def tensor(self, name: str, shape: tuple[int, ...], role: Role, dtype: object = None,
                store: Store = Store.EXACT, slot: str = "", group: str = "", doc: str = "",
@@ -136,9 +139,10 @@ class _Ctx:
                              (("n_in", n_in), ("n_out", n_out), ("amp", amp), ("decay_inv", decay),
                               ("store", "wrap" if self.ref else "sat")), label, span))
 
-    def relu(self, z: str, h: str, slope: int, label: str, span: Span) -> None:
+    def relu(self, z: str, h: str, slope: int, label: str, span: Span,
+             loop: tuple[tuple[str, Attr], ...] = ()) -> None:
         self.forward(Op(OpKind.NITRO_RELU, (z,), (h,), (),
-                        (("slope_inv", slope), ("mu", RELU_TABLE[slope][0]), ("table", relu_table(slope))),
+                        (("slope_inv", slope), ("mu", RELU_TABLE[slope][0]), ("table", relu_table(slope))) + loop,
                         label, span))
 
     def learning_head(self, b: str, index: int, d: int, gain: int, span: Span) -> tuple[str, str]:
@@ -166,10 +170,13 @@ class _Ctx:
 
 
 def _act(ctx: _Ctx, st: Stage, name: str, size: int, dtype: IntType | None, doc: str) -> str:
-    """An activation handed to the next item: ping-pong between two slots by item position."""
+    """An activation handed to the next item. Each one lives while its producer runs and until its consumer
+    is done, so consecutive ones alternate between two slots (a fused conv block and its feature pool hand
+    over one tensor: the pool's output)."""
     group = name.rsplit("_", 1)[0]
-    return ctx.tensor(name, (ctx.bs, size), Role.ACT, dtype, slot=f"act{st.index % 2}", group=group, doc=doc,
-                      span=st.layer.span)
+    slot = f"act{ctx.act_parity}"
+    ctx.act_parity ^= 1
+    return ctx.tensor(name, (ctx.bs, size), Role.ACT, dtype, slot=slot, group=group, doc=doc, span=st.layer.span)
 
 
 VECTOR = 16  # int32 lanes of a 512-bit vector
@@ -244,9 +251,23 @@ def lower_conv(ctx: _Ctx, st: Stage, x: str) -> str:
                    f"block {index} forward {geometry}")
     lw, dx = ctx.learning_head(b, index, d, gain, span)
     plane = ho * wo
-    z = ctx.tensor(f"{b}_z", (bs, cout * plane), Role.SCRATCH, I8, slot="scratch", group=b,
-                   doc=f"block {index} NITRO-Scaling output (NITRO-ReLU input)", span=span)
-    h = _act(ctx, st, f"{b}_h", cout * plane, I8, f"block {index} NITRO-ReLU output")
+    # Memory plan. With a max learning pool (the paper's choice), the backward needs z only at each window's
+    # argmax cell, so the forward runs one sample at a time: z (and h, when a feature pool follows and takes
+    # its place as the block's output) exist for one sample only, and the learning pool keeps z at the argmax
+    # (lz). The feature pool then runs inside the same sample loop. Other learning pools keep the whole z.
+    fused = pooled and layer.learning_pool == "max"
+    after = ctx.walk[st.index + 1] if st.index + 1 < len(ctx.walk) else None
+    pool_next = after if fused and after is not None and isinstance(after.layer, (MaxPool, AvgPool)) else None
+    loop: tuple[tuple[str, Attr], ...] = (("sample_loop", b),) if fused else ()
+    rows_z = 1 if fused else bs
+    z = ctx.tensor(f"{b}_z", (rows_z, cout * plane), Role.SCRATCH, I8, slot="scratch", group=b,
+                   doc=f"block {index} NITRO-Scaling output (NITRO-ReLU input)" + (" of one sample" if fused else ""),
+                   span=span)
+    if pool_next is not None:
+        h = ctx.tensor(f"{b}_h", (1, cout * plane), Role.SCRATCH, I8, slot="scratch", group=b,
+                       doc=f"block {index} NITRO-ReLU output of one sample", span=span)
+    else:
+        h = _act(ctx, st, f"{b}_h", cout * plane, I8, f"block {index} NITRO-ReLU output")
     acc = ctx.tensor(f"{b}_acc", (bs, cout * plane), Role.TEMP, ctx.acc_type, ctx.wrap,
                      doc=f"block {index} {geometry}: accumulator", span=span)
     # The forward reads a zero-padded copy of one sample, so every kernel tap is one contiguous loop over
@@ -265,21 +286,27 @@ def lower_conv(ctx: _Ctx, st: Stage, x: str) -> str:
                       f"block {index} zero-padded input of one sample", span)
     ctx.forward(Op(OpKind.CONV_SCALE, (x, w), (z,), (acc, acc_plane, part, xpad),
                    (("c_in", cin), ("c_out", cout), ("size", hin), ("kernel", k), ("pad", pad), ("out", ho),
-                    ("sf", 256 * fan_in)), f"block {index} forward {geometry}", span))
-    ctx.relu(z, h, layer.slope_inv, f"block {index} NITRO-ReLU 1/{layer.slope_inv}", span)
+                    ("sf", 256 * fan_in)) + loop, f"block {index} forward {geometry}", span))
+    ctx.relu(z, h, layer.slope_inv, f"block {index} NITRO-ReLU 1/{layer.slope_inv}", span, loop)
     # Local step (semantics 6.3), fused right after the forward: one step in both modes for conv blocks (6.4).
-    p, argmax = h, ""
+    p, argmax, z_at_arg = h, "", ""
     pool_attrs = _pool_attrs(st.out_shape, kh, kw, ph, pw, dh, dw, ctx.ref)
     if pooled:
         p = ctx.tensor(f"{b}_lp", (bs, d), Role.SCRATCH, I8, slot="scratch", group=b,
                        doc=f"block {index} learning {layer.learning_pool} pool ({kh}, {kw}) pad ({ph}, {pw})",
                        span=span)
         if layer.learning_pool == "max":
-            argmax = ctx.tensor(f"{b}_lp_arg", (bs, d), Role.SCRATCH, U16 if kh * kw <= 1 << 16 else U32,
-                                slot="scratch", group=b, doc=f"block {index} learning max pool: argmax offset "
-                                "a*kw + b in its window", span=span)
-            ctx.train.append(Op(OpKind.MAX_POOL_ARGMAX, (h,), (p, argmax), (), pool_attrs,
+            window = kh * kw
+            arg_t = U8 if window <= 1 << 8 else U16 if window <= 1 << 16 else U32
+            argmax = ctx.tensor(f"{b}_lp_arg", (bs, d), Role.SCRATCH, arg_t, slot="scratch", group=b,
+                                doc=f"block {index} learning max pool: argmax offset a*kw + b in its window",
+                                span=span)
+            z_at_arg = ctx.tensor(f"{b}_lz", (bs, d), Role.SCRATCH, I8, slot="scratch", group=b,
+                                  doc=f"block {index} NITRO-ReLU input at each window's argmax cell", span=span)
+            ctx.train.append(Op(OpKind.MAX_POOL_ARGMAX, (h, z), (p, argmax, z_at_arg), (), pool_attrs + loop,
                                 f"block {index} learning max pool", span))
+            if pool_next is not None:
+                ctx.fused_pools[pool_next.index] = _feature_pool(ctx, pool_next, h, loop)
         else:
             total = ctx.tensor(f"{b}_lp_sum", (bs, d), Role.TEMP, doc=f"block {index} learning pool window sum",
                                span=span)
@@ -303,22 +330,22 @@ def lower_conv(ctx: _Ctx, st: Stage, x: str) -> str:
              ("slope_inv", layer.slope_inv), ("saturated_divisor", 2147483647 if ctx.ref else 0),
              ("routing", layer.learning_pool if pooled else "none")) + pool_attrs
     if argmax:
-        ctx.train.append(Op(OpKind.CONV_GRAD_SGD_MAX, (dx, argmax, z, x, w), (w,), temps + (dz,), attrs, label,
-                            span))
+        ctx.train.append(Op(OpKind.CONV_GRAD_SGD_MAX, (dx, argmax, z_at_arg, x, w), (w,), temps + (dz,), attrs,
+                            label, span))
     else:
         ctx.train.append(Op(OpKind.CONV_GRAD_SGD, (dx, z, x, w), (w,), temps + (dz,), attrs, label, span))
     return h
 
 
-def lower_pool(ctx: _Ctx, st: Stage, x: str) -> str:
-    """A feature-extractor pool: kernel k, stride k, no padding, forward only (semantics 4.5, 4.6, 5.5)."""
+def _feature_pool(ctx: _Ctx, st: Stage, x: str, loop: tuple[tuple[str, Attr], ...] = ()) -> str:
+    """The op of a feature-extractor pool; returns its output (handed to the next item)."""
     layer = st.layer
     assert isinstance(layer, (MaxPool, AvgPool))
     k = layer.kernel
     _, oh, ow = st.out_shape
     y = _act(ctx, st, f"pool{st.index}_y", _size(st.out_shape), None,
              f"layer {st.index} {layer.kind} {k}x{k} output")
-    attrs = _pool_attrs(st.in_shape, k, k, 0, 0, oh, ow, False)
+    attrs = _pool_attrs(st.in_shape, k, k, 0, 0, oh, ow, False) + loop
     label = f"layer {st.index} feature-extractor {layer.kind} {k}x{k}"
     if isinstance(layer, MaxPool):
         ctx.forward(Op(OpKind.MAX_POOL, (x,), (y,), (), attrs, label, layer.span))
@@ -327,6 +354,13 @@ def lower_pool(ctx: _Ctx, st: Stage, x: str) -> str:
                            doc=f"{label}: window sum", span=layer.span)
         ctx.forward(Op(OpKind.AVG_POOL, (x,), (y,), (total,), attrs, label, layer.span))
     return y
+
+
+def lower_pool(ctx: _Ctx, st: Stage, x: str) -> str:
+    """A feature-extractor pool: kernel k, stride k, no padding, forward only (semantics 4.5, 4.6, 5.5)."""
+    if st.index in ctx.fused_pools:  # already computed inside the conv block before it, sample by sample
+        return ctx.fused_pools[st.index]
+    return _feature_pool(ctx, st, x)
 
 
 def lower_dropout(ctx: _Ctx, st: Stage, x: str) -> str:
@@ -366,7 +400,7 @@ def lower(model: Model) -> Program:
                             (("channels", c), ("height", hgt), ("width", wid), ("crop_pad", aug.crop_pad),
                              ("flip", aug.flip), ("per_sample", not ctx.ref)),
                             "augmentation: random crop and flip", model.span("train.augment")))
-    walk = stages(model)
+    walk = ctx.walk = stages(model)
     for st in walk:
         x = LOWER[st.layer.kind](ctx, st, x)
     n = _size(walk[-1].out_shape) if walk else n

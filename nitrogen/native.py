@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import Diagnostic, NitrogenError
+from . import checkpoint
+from .errors import Diagnostic, InternalError, NitrogenError
+from .layout import checkpoint_format
 from .pipeline import Compiled
 
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nitrogen" / "build"
@@ -81,20 +83,23 @@ class Native:
 
         self._stats = StepStats()
         from .layout import plan  # the context size is the memory plan's, checked by a static assert in the C
-        ctx_bytes = plan(program, compiled.report).ctx_bytes
-        self._ctx = np.zeros((ctx_bytes + 7) // 8, dtype=np.uint64)  # 8-byte aligned, as int64 members need
+        layout = plan(program, compiled.report)
+        self._ctx = np.zeros((layout.ctx_bytes + 7) // 8, dtype=np.uint64)  # 8-byte aligned, as int64 members need
+        self._at = dict(layout.state_offsets)  # the state members, read and written in place (host byte order)
+        self._ck = checkpoint_format(program, compiled.report)
+        size_p = ctypes.POINTER(ctypes.c_size_t)
         ptr, i8p, u8p, u32p, i32p = (ctypes.c_void_p, ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_uint8),
                                      ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_int32))
         sig = {"init": [ptr, ctypes.c_uint64], "train_step": [ptr, i8p, u8p, ctypes.POINTER(StepStats)],
                "evaluate": [ptr, i8p, u8p, ctypes.c_uint32, u32p], "predict": [ptr, i8p, ctypes.c_uint32, i8p],
                "set_lr_inv": [ptr, ctypes.c_int64], "shuffle": [ptr, u32p, ctypes.c_uint32],
-               "export_params": [ptr, i32p, ctypes.c_size_t], "import_params": [ptr, i32p, ctypes.c_size_t]}
+               "export_params": [ptr, i32p, ctypes.c_size_t], "import_params": [ptr, i32p, ctypes.c_size_t],
+               "checkpoint_save": [ptr, u8p, ctypes.c_size_t, size_p], "checkpoint_load": [ptr, u8p, ctypes.c_size_t]}
         self._fn = {}
         for fn, argtypes in sig.items():
             f = getattr(self._lib, f"{name}_{fn}")
             f.argtypes, f.restype = argtypes, ctypes.c_int
             self._fn[fn] = f
-        self._lr_inv = program.constant("LR_INV_INIT")
         self._lr_max = program.constant("LR_INV_MAX")
         self._call("init", self._ctx.ctypes.data, seed)
 
@@ -136,14 +141,57 @@ class Native:
                    self._p(logits, ctypes.c_int8))
         return logits
 
+    def _state(self, name: str, dtype: type) -> int:
+        return int(self._ctx.view(dtype)[self._at[name] // np.dtype(dtype).itemsize])
+
     @property
     def lr_inv(self) -> int:
-        return self._lr_inv
+        return self._state("lr_inv", np.int64)
 
     @lr_inv.setter
     def lr_inv(self, value: int) -> None:
         self._call("set_lr_inv", self._ctx.ctypes.data, int(value))
-        self._lr_inv = int(value)
+
+    @property
+    def epoch(self) -> int:
+        """ctx->epoch, the caller-maintained count of finished epochs that checkpoints carry."""
+        return self._state("epoch", np.uint32)
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._ctx.view(np.uint32)[self._at["epoch"] // 4] = value
+
+    @property
+    def state(self) -> checkpoint.State:
+        """The training state in the context: PRNG, lr_inv, step and epoch counters."""
+        return checkpoint.State(self._state("rng_state", np.uint64), self._state("rng_inc", np.uint64),
+                                self.lr_inv, self._state("steps", np.uint32), self.epoch)
+
+    def checkpoint_save(self) -> bytes:
+        """`<name>_checkpoint_save()`: the checkpoint bytes of the context."""
+        buf = np.zeros(self._ck.total_bytes, dtype=np.uint8)
+        written = ctypes.c_size_t(0)
+        self._call("checkpoint_save", self._ctx.ctypes.data, self._p(buf, ctypes.c_uint8), buf.size,
+                   ctypes.byref(written))
+        return buf[:written.value].tobytes()
+
+    def checkpoint_load(self, data: bytes, source: str = "checkpoint") -> None:
+        """`<name>_checkpoint_load()`. A rejection raises the Python reader's diagnostic for the same bytes, which
+        must be of the kind the C status names (else InternalError: the two implementations disagree)."""
+        buf = np.frombuffer(bytes(data) + b"\0", dtype=np.uint8)  # never an empty (NULL) buffer
+        status = self._fn["checkpoint_load"](self._ctx.ctypes.data, self._p(buf, ctypes.c_uint8), len(data))
+        if status == 0:
+            return
+        from .emit import STATUS
+        name = next((n for n, value, _ in STATUS if value == status), str(status))
+        try:
+            checkpoint.decode(self._ck, data, source)
+        except NitrogenError as exc:
+            if exc.diagnostics[0].code != checkpoint.STATUS_CODES.get(name):
+                raise InternalError(f"{self.name}_checkpoint_load returned {name}, the Python reader "
+                                    f"{exc.diagnostics[0].code}") from exc
+            raise
+        raise InternalError(f"{self.name}_checkpoint_load returned {name}, but the Python reader accepts {source}")
 
     @property
     def lr_inv_max(self) -> int:

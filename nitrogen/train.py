@@ -11,6 +11,12 @@ The arithmetic of training runs in the generated C (`native.Native`, through cty
 `--reference`, in the NumPy reference; both see the same normalised data (`preprocess.py`) and draw
 every random number from the model's own PRNG, so a short C run and a reference run give the same
 numbers. Outputs are staged in a temporary directory and moved into place at the end.
+
+Checkpoints: after every epoch the driver sets the model's `epoch` counter and keeps the checkpoint bytes
+(`<name>_checkpoint_save()` for the C, `checkpoint.encode` for the reference); the last one is written as
+`checkpoint.ngck` next to `params.npz`, so it always holds the state at the end of the last finished epoch
+(an interrupted run's `params.npz` holds the parameters when it stopped). `--resume` loads such a file and
+continues with epoch `epoch + 1`; the plateau and early-stopping counters and the best-epoch record start afresh.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import numpy as np
 
-from . import __version__, reference
+from . import __version__, checkpoint, reference
 from .errors import Diagnostic, NitrogenError
+from .layout import CheckpointFormat, checkpoint_format
 from .pipeline import Compiled, compile_model
 from .preprocess import Stats, normalize, statistics
 from .spec import Model, Semantics
@@ -48,6 +55,7 @@ class Backend(Protocol):
     """What the driver needs from a model: `native.Native` and `_Reference` provide it."""
 
     lr_inv: int
+    epoch: int
 
     def shuffle(self, n: int) -> np.ndarray: ...
     def train_step(self, x: np.ndarray, labels: np.ndarray) -> tuple[int, int]: ...
@@ -55,13 +63,17 @@ class Backend(Protocol):
     @property
     def params(self) -> dict[str, np.ndarray]: ...
     def set_params(self, params: dict[str, np.ndarray]) -> None: ...
+    def checkpoint_save(self) -> bytes: ...
+    def checkpoint_load(self, data: bytes, source: str = ...) -> None: ...
 
 
 class _Reference:
     """reference.Model behind the Backend interface."""
 
-    def __init__(self, model: Model, seed: int) -> None:
+    def __init__(self, model: Model, seed: int, fmt: CheckpointFormat | None = None) -> None:
         self.model = reference.Model(model, seed=seed)
+        self.fmt = fmt or checkpoint.format_of(model)
+        self.epoch = 0
 
     @property
     def lr_inv(self) -> int:
@@ -87,6 +99,17 @@ class _Reference:
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         self.model.set_params(params)
+
+    def checkpoint_save(self) -> bytes:
+        m = self.model
+        return checkpoint.encode(self.fmt, m.params, checkpoint.State(m.rng.state, m.rng.inc, m.lr_inv, m.steps,
+                                                                     self.epoch))
+
+    def checkpoint_load(self, data: bytes, source: str = "checkpoint") -> None:
+        ck = checkpoint.decode(self.fmt, data, source)
+        self.model.set_params(ck.params)
+        self.model.rng.state, self.model.rng.inc = ck.state.rng_state, ck.state.rng_inc
+        self.model.lr_inv, self.model.steps, self.epoch = ck.state.lr_inv, ck.state.steps, ck.state.epoch
 
 
 @dataclass
@@ -142,10 +165,11 @@ class TrainResult:
     best_train_acc: float = 0.0
     stopped_early: bool = False
     interrupted: bool = False
+    checkpoint: bytes = b""   # the model's checkpoint at the end of the last finished epoch
 
     @property
     def best_test_acc(self) -> float:
-        seen = self.records[self.best_epoch - 1].test_seen if self.best_epoch else 1
+        seen = next((r.test_seen for r in self.records if r.epoch == self.best_epoch), 1)
         return 100.0 * max(self.best_test_correct, 0) / seen
 
 
@@ -169,7 +193,7 @@ def prepare(dataset: Dataset, model: Model, seed: int) -> tuple[Stats, np.ndarra
 
 def make_backend(model: Model, compiled: Compiled, seed: int, use_reference: bool) -> Backend:
     if use_reference:
-        return _Reference(model, seed)
+        return _Reference(model, seed, checkpoint_format(compiled.program, compiled.report))
     from .native import Native
     return Native(compiled, seed)
 
@@ -207,8 +231,8 @@ class Progress:
 
 def run(model: Model, dataset: Dataset, train_x: np.ndarray, test_x: np.ndarray, backend: Backend, *,
         epochs: int, lr_inv_max: int, progress: Progress, plateau_on: bool = True,
-        early_stopping_on: bool = True) -> TrainResult:
-    """The epoch loop of semantics 7.4 on normalised int8 data."""
+        early_stopping_on: bool = True, first_epoch: int = 1) -> TrainResult:
+    """The epoch loop of semantics 7.4 on normalised int8 data, epochs first_epoch .. epochs."""
     t = model.train
     bs = t.batch_size
     n_batches = len(train_x) // bs
@@ -220,7 +244,7 @@ def run(model: Model, dataset: Dataset, train_x: np.ndarray, test_x: np.ndarray,
     result = TrainResult()
     train_y, test_y = dataset.train_y, dataset.test_y
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             start = time.monotonic()
             order = backend.shuffle(len(train_x))
             loss = correct = 0
@@ -245,6 +269,8 @@ def run(model: Model, dataset: Dataset, train_x: np.ndarray, test_x: np.ndarray,
                 if new <= lr_inv_max:  # semantics 7.2: a reduction that makes any A exceed 2^62 is skipped
                     backend.lr_inv = new
                     note = f"  (plateau: lr_inv -> {new})"
+            backend.epoch = epoch
+            result.checkpoint = backend.checkpoint_save()
             progress.end(record, result.best_test_acc, note + ("  (early stop)" if stop else ""))
             if stop:
                 result.stopped_early = True
@@ -338,6 +364,8 @@ def write_outputs(stage: Path, model: Model, dataset: Dataset, compiled: Compile
     meta = {"spec_sha256": model.sha256, "spec": model.name, "epochs_run": len(result.records),
             "lr_inv": backend.lr_inv, "normalisation": stats.as_dict(), "format": 1}
     save_checkpoint(stage / CHECKPOINT, backend.params, meta)
+    if result.checkpoint:
+        (stage / checkpoint.FILE_NAME).write_bytes(result.checkpoint)
     (stage / "spec.yaml" if not model.source.endswith(".ng") else stage / "spec.ng").write_text(spec_text)
     c_dir = stage / "c"
     c_dir.mkdir()
@@ -350,45 +378,108 @@ def write_outputs(stage: Path, model: Model, dataset: Dataset, compiled: Compile
 
 def train(model: Model, dataset: Dataset, out_dir: Path, *, seed: int, epochs: int | None = None,
           use_reference: bool = False, progress: bool = True, plateau: bool = True,
-          early_stopping: bool = True) -> TrainResult:
-    """Everything `nitrogen train` does; returns the per-epoch records."""
+          early_stopping: bool = True, resume: Path | None = None) -> TrainResult:
+    """Everything `nitrogen train` does; returns the per-epoch records. `resume`: a checkpoint.ngck to continue
+    from (its parameters, PRNG, lr_inv and counters), with the epoch after the one it finished."""
     spec_text = Path(model.source).read_text(encoding="utf-8") if os.path.exists(model.source) else ""
     stats, train_x, test_x = prepare(dataset, model, seed)
     compiled = compile_model(model, stats)
     backend = make_backend(model, compiled, seed, use_reference)
+    max_epochs = epochs or model.train.epochs
+    first_epoch = 1
+    if resume is not None:
+        backend.checkpoint_load(checkpoint.read_bytes(resume), str(resume))
+        first_epoch = backend.epoch + 1
+        recorded = normalisation_near(resume)
+        if recorded is not None and (recorded.mean, recorded.mad) != (stats.mean, stats.mad):
+            raise NitrogenError([Diagnostic(
+                "E428", f"{resume}: its run normalised the data with {recorded.as_dict()}, this run with "
+                f"{stats.as_dict()}", hint="resume with the run's seed and data set")])
+        if first_epoch > max_epochs:
+            raise NitrogenError([Diagnostic(
+                "E429", f"{resume}: the checkpoint has finished epoch {backend.epoch}, and the limit is "
+                f"{max_epochs} epochs: nothing to resume", hint="raise --epochs")])
     report = Progress(progress)
     if progress:
         print(f"{model.name} on {dataset.name}: {len(train_x)} training and {len(test_x)} test images "
               f"({dataset.source}); {'NumPy reference' if use_reference else 'generated C'}, seed {seed}",
               file=sys.stderr, flush=True)
     with staged_directory(out_dir) as stage, _terminate_as_interrupt():
-        result = run(model, dataset, train_x, test_x, backend, epochs=epochs or model.train.epochs,
+        result = run(model, dataset, train_x, test_x, backend, epochs=max_epochs,
                      lr_inv_max=compiled.program.constant("LR_INV_MAX"), progress=report, plateau_on=plateau,
-                     early_stopping_on=early_stopping)
+                     early_stopping_on=early_stopping, first_epoch=first_epoch)
         write_outputs(stage, model, dataset, compiled, stats, result, backend, seed,
                       "reference" if use_reference else "c", spec_text)
     return result
 
 
-def evaluate(model: Model, dataset: Dataset, params_path: Path, *, use_reference: bool = False) -> tuple[int, int]:
-    """(correct, evaluated) of a checkpoint on the test set, with the normalisation it was trained with."""
-    params, meta = load_checkpoint(params_path, model)
-    norm = meta.get("normalisation", {})
+def _stats_from(norm: Any) -> Stats | None:
     try:
-        stats = Stats(tuple(norm["mean"]), tuple(norm["mad"]), int(norm["samples"]), int(norm["seed"]))
+        return Stats(tuple(norm["mean"]), tuple(norm["mad"]), int(norm["samples"]), int(norm["seed"]))
     except (KeyError, TypeError, ValueError):
-        raise NitrogenError([Diagnostic("E420", f"{params_path}: the checkpoint has no normalisation record",
-                                        hint="re-run `nitrogen train`")]) from None
-    test_x = normalize(dataset.test_x, stats)
-    compiled = compile_model(model, stats)
-    backend = make_backend(model, compiled, stats.seed, use_reference)
+        return None
+
+
+def normalisation_near(path: Path) -> Stats | None:
+    """The normalisation record of the run directory that holds `path` (its metrics.json), if there is one."""
     try:
-        backend.set_params(params)
-    except ValueError as exc:
-        raise NitrogenError([Diagnostic("E420", f"{params_path}: {exc}")]) from None
+        summary = json.loads((path.parent / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return _stats_from(summary.get("normalisation")) if isinstance(summary, dict) else None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What `evaluate` loads: a checkpoint's bytes (validated) or a params.npz's arrays, with the normalisation
+    its run used."""
+
+    stats: Stats
+    source: str
+    params: dict[str, np.ndarray] | None = None
+    checkpoint: bytes = b""
+
+
+def read_trained(model: Model, path: Path) -> Trained:
+    """A checkpoint.ngck (by suffix or magic; normalisation from its run's metrics.json) or a params.npz
+    (normalisation inside), validated against the spec before any data set is loaded."""
+    if checkpoint.is_checkpoint(path):
+        data = checkpoint.read_bytes(path)
+        checkpoint.decode(checkpoint.format_of(model), data, str(path), owner=checkpoint.run_spec_name(path))
+        stats = normalisation_near(path)
+        if stats is None:
+            raise NitrogenError([Diagnostic(
+                "E428", f"{path}: no normalisation record for this checkpoint (evaluate reads it from the "
+                "metrics.json that `nitrogen train` writes next to it)",
+                hint="evaluate the checkpoint inside its run directory, or pass that run's params.npz")])
+        return Trained(stats, str(path), checkpoint=data)
+    params, meta = load_checkpoint(path, model)
+    stats = _stats_from(meta.get("normalisation", {}))
+    if stats is None:
+        raise NitrogenError([Diagnostic("E420", f"{path}: the checkpoint has no normalisation record",
+                                        hint="re-run `nitrogen train`")])
+    return Trained(stats, str(path), params=params)
+
+
+def evaluate(model: Model, dataset: Dataset, params: Path | Trained, *,
+             use_reference: bool = False) -> tuple[int, int]:
+    """(correct, evaluated) of a checkpoint.ngck or params.npz on the test set, with the normalisation it was
+    trained with. A checkpoint goes through `<name>_checkpoint_load()` (or the Python reader for the reference)."""
+    trained = params if isinstance(params, Trained) else read_trained(model, params)
+    test_x = normalize(dataset.test_x, trained.stats)
+    compiled = compile_model(model, trained.stats)
+    backend = make_backend(model, compiled, trained.stats.seed, use_reference)
+    if trained.checkpoint:
+        backend.checkpoint_load(trained.checkpoint, trained.source)
+    else:
+        assert trained.params is not None
+        try:
+            backend.set_params(trained.params)
+        except ValueError as exc:
+            raise NitrogenError([Diagnostic("E420", f"{trained.source}: {exc}")]) from None
     n_eval = reference.eval_sample_count(len(test_x), model.train.batch_size, Semantics(model.semantics))
     return backend.evaluate(test_x[:n_eval], dataset.test_y[:n_eval]), n_eval
 
 
-__all__ = ["train", "evaluate", "run", "Rule", "EpochRecord", "TrainResult", "staged_directory",
-           "save_checkpoint", "load_checkpoint"]
+__all__ = ["train", "evaluate", "read_trained", "Trained", "normalisation_near", "run", "Rule", "EpochRecord",
+           "TrainResult", "staged_directory", "save_checkpoint", "load_checkpoint"]

@@ -43,6 +43,11 @@ def test_train_mlp1_on_real_mnist_digits_beats_chance_widely(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     last = summary["epochs"][-1]
     assert f"{last['test_correct']}/{last['test_seen']} correct" in proc.stdout
+    # So does the binary checkpoint, loaded by <name>_checkpoint_load() (normalisation from metrics.json).
+    proc = nitrogen("evaluate", "specs/mlp1_mnist.yaml", "--params", str(out / "checkpoint.ngck"), "--dataset",
+                    "mnist5k")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{last['test_correct']}/{last['test_seen']} correct" in proc.stdout
 
 
 def test_c_and_reference_train_identically(tmp_path: Path) -> None:

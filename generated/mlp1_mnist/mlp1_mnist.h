@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define MLP1_MNIST_NITROGEN_ABI 1
+#define MLP1_MNIST_NITROGEN_ABI 2
 #define MLP1_MNIST_BATCH 64
 #define MLP1_MNIST_CHANNELS 1
 #define MLP1_MNIST_HEIGHT 28
@@ -45,11 +45,21 @@ extern "C" {
 #define MLP1_MNIST_LR_INV_INIT 512
 #define MLP1_MNIST_LR_INV_MAX INT64_C(7205759403792793)
 #define MLP1_MNIST_CTX_BYTES 246624u   /**< sizeof(mlp1_mnist_ctx_t) with natural alignment */
+#define MLP1_MNIST_CHECKPOINT_VERSION 1u   /**< checkpoint format version written and accepted */
+#define MLP1_MNIST_CHECKPOINT_SPEC_HASH UINT64_C(0xF7A0A69A55B4CC50)   /**< identifies compatible builds; see mlp1_mnist_checkpoint_save() */
+#define MLP1_MNIST_CHECKPOINT_BYTES 341660u   /**< size of a checkpoint: header, parameters, training state */
 
 /** Status codes returned by every function. */
 typedef enum {
     MLP1_MNIST_OK = 0,   /**< success */
     MLP1_MNIST_ERR_ARG = -1,   /**< NULL pointer or out-of-range argument; the context is unchanged */
+    MLP1_MNIST_ERR_MAGIC = -2,   /**< not a nitrogen checkpoint (wrong magic bytes) */
+    MLP1_MNIST_ERR_VERSION = -3,   /**< checkpoint format version not supported by this build */
+    MLP1_MNIST_ERR_SPEC = -4,   /**< checkpoint of another network (spec hash differs) */
+    MLP1_MNIST_ERR_TRUNCATED = -5,   /**< checkpoint truncated (shorter than its header or its length field) */
+    MLP1_MNIST_ERR_LENGTH = -6,   /**< checkpoint length field does not match this network, or bytes after its end */
+    MLP1_MNIST_ERR_CRC = -7,   /**< checkpoint corrupt (CRC-32 mismatch) */
+    MLP1_MNIST_ERR_RANGE = -8,   /**< checkpoint value out of range (a parameter, lr_inv or the PRNG increment) */
 } mlp1_mnist_status_t;
 
 /** Integer statistics of one training step (before that step's updates). */
@@ -106,10 +116,11 @@ typedef struct {
         } b1;
     } act1;
     uint32_t steps;   /**< training steps taken since init */
+    uint32_t epoch;   /**< epochs completed: maintained by the caller (init sets 0, train_step never changes it), kept in checkpoints so a resumed run knows where it stands */
 } mlp1_mnist_ctx_t;
 
 /**
- * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv and the step counter.
+ * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv, the step counter and epoch (0).
  * @param[out] ctx   Model state, MLP1_MNIST_CTX_BYTES bytes, caller-owned.
  * @param[in]  seed  Run seed s; rng_train = PCG32 seed(s, 0). Same seed, same parameters as the NumPy reference.
  * @return MLP1_MNIST_OK, or MLP1_MNIST_ERR_ARG if ctx is NULL.
@@ -184,6 +195,61 @@ mlp1_mnist_status_t mlp1_mnist_import_params(mlp1_mnist_ctx_t *ctx, const int32_
  * @return The checksum; 0 if ctx is NULL.
  */
 uint32_t mlp1_mnist_params_crc32(const mlp1_mnist_ctx_t *ctx);
+
+/**
+ * @brief Write a checkpoint: every parameter and the training state needed to resume, as
+ *        MLP1_MNIST_CHECKPOINT_BYTES bytes, little-endian whatever the host's byte order.
+ *
+ * Layout (offsets in bytes; nitrogen's Python `nitrogen.checkpoint` reads and writes the same format):
+ *   - offset 0, 4 bytes, magic: the bytes "NGCK"
+ *   - offset 4, 4 bytes, version: uint32 format version
+ *   - offset 8, 8 bytes, spec_hash: uint64 spec hash, MLP1_MNIST_CHECKPOINT_SPEC_HASH
+ *   - offset 16, 8 bytes, length: uint64 total length in bytes, header included
+ *   - offset 24, 4 bytes, crc32: uint32 CRC-32 (zlib) of bytes [0, 24) followed by bytes [28, length)
+ *   - offset 28, 341600 bytes, params: the MLP1_MNIST_PARAMS_COUNT parameters as int32, in the order of mlp1_mnist_export_params()
+ *   - offset 341628, 8 bytes, rng_state: uint64 PCG32 state of rng_train
+ *   - offset 341636, 8 bytes, rng_inc: uint64 PCG32 increment (odd)
+ *   - offset 341644, 8 bytes, lr_inv: int64 learning-rate inverse, in [1, MLP1_MNIST_LR_INV_MAX]
+ *   - offset 341652, 4 bytes, steps: uint32 training steps taken
+ *   - offset 341656, 4 bytes, epoch: uint32 epochs completed (caller-maintained)
+ *
+ * The spec hash is the first 8 bytes, read big-endian, of the SHA-256 of a canonical text (stored like every
+ * field, little-endian) that describes what the parameters mean: semantics, weight storage, input shape, classes, the evaluation forward (sizes,
+ * scaling factors, NITRO-ReLU slopes, pools) and every parameter's name, shape and range. It leaves out
+ * the model name and what only steers training (batch size, lr_inv, amplification, decay, target,
+ * dropout, augmentation, seed, schedules): a checkpoint written at batch 64 loads into a batch-1 build.
+ * `nitrogen.layout.checkpoint_spec_text()` gives the text.
+ * The caller keeps ctx->epoch (epochs completed) up to date; it is saved, never interpreted.
+ * @param[in]  ctx      Model state.
+ * @param[out] buf      At least MLP1_MNIST_CHECKPOINT_BYTES bytes; nothing is written on failure.
+ * @param[in]  cap      Size of buf in bytes.
+ * @param[out] written  May be NULL; MLP1_MNIST_CHECKPOINT_BYTES on success, 0 on failure.
+ * @return MLP1_MNIST_OK; MLP1_MNIST_ERR_ARG if ctx or buf is NULL or cap < MLP1_MNIST_CHECKPOINT_BYTES.
+ */
+mlp1_mnist_status_t mlp1_mnist_checkpoint_save(const mlp1_mnist_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
+
+/**
+ * @brief Restore a checkpoint written by mlp1_mnist_checkpoint_save() (or by nitrogen's Python) for this network.
+ *
+ * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.
+ * The checks run in this order, and the first that fails gives the status:
+ *   1. ctx or buf NULL: MLP1_MNIST_ERR_ARG;
+ *   2. one of the first min(n, 4) bytes differs from the magic: MLP1_MNIST_ERR_MAGIC;
+ *   3. n < 28 (no complete header): MLP1_MNIST_ERR_TRUNCATED;
+ *   4. version != MLP1_MNIST_CHECKPOINT_VERSION: MLP1_MNIST_ERR_VERSION;
+ *   5. spec hash != MLP1_MNIST_CHECKPOINT_SPEC_HASH: MLP1_MNIST_ERR_SPEC;
+ *   6. length field != MLP1_MNIST_CHECKPOINT_BYTES: MLP1_MNIST_ERR_LENGTH;
+ *   7. n < MLP1_MNIST_CHECKPOINT_BYTES: MLP1_MNIST_ERR_TRUNCATED; n > MLP1_MNIST_CHECKPOINT_BYTES: MLP1_MNIST_ERR_LENGTH;
+ *   8. CRC-32 mismatch: MLP1_MNIST_ERR_CRC;
+ *   9. a parameter outside its tensor's range, lr_inv outside [1, MLP1_MNIST_LR_INV_MAX] or an even PCG
+ *      increment: MLP1_MNIST_ERR_RANGE.
+ * So a flipped bit gives MAGIC, VERSION, SPEC or LENGTH in those header fields and CRC anywhere else,
+ * and every truncation gives TRUNCATED.
+ * @param[in,out] ctx  Model state; on success parameters, PRNG, lr_inv, steps and epoch come from buf.
+ * @param[in]     buf  n bytes.
+ * @return MLP1_MNIST_OK or one of the statuses above.
+ */
+mlp1_mnist_status_t mlp1_mnist_checkpoint_load(mlp1_mnist_ctx_t *ctx, const uint8_t *buf, size_t n);
 
 /** @brief A short English description of a status code. */
 const char *mlp1_mnist_status_str(mlp1_mnist_status_t status);

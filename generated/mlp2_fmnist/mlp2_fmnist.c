@@ -5,7 +5,7 @@
  */
 #include "mlp2_fmnist.h"
 
-#if MLP2_FMNIST_NITROGEN_ABI != 1
+#if MLP2_FMNIST_NITROGEN_ABI != 2
 #error "mlp2_fmnist.h and mlp2_fmnist.c come from different nitrogen versions: regenerate both"
 #endif
 
@@ -140,6 +140,7 @@ mlp2_fmnist_status_t mlp2_fmnist_init(mlp2_fmnist_ctx_t *ctx, uint64_t seed) {
     }
     ctx->lr_inv = MLP2_FMNIST_LR_INV_INIT;
     ctx->steps = 0u;
+    ctx->epoch = 0u;
     return MLP2_FMNIST_OK;
 }
 
@@ -727,11 +728,139 @@ mlp2_fmnist_status_t mlp2_fmnist_import_params(mlp2_fmnist_ctx_t *ctx, const int
     for (uint32_t i = 0; i < 500u; i++) ctx->out_w[i] = (int16_t)in[k++];
     return MLP2_FMNIST_OK;
 }
+/* Checkpoints: little-endian byte images assembled with shifts (no struct copies, no type punning). */
+static const uint8_t ng_ck_magic[4] = { 0x4E, 0x47, 0x43, 0x4B };
+
+static void ng_put_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t ng_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void ng_put_u64(uint8_t *p, uint64_t v) {
+    ng_put_u32(p, (uint32_t)(v & 0xFFFFFFFFu));
+    ng_put_u32(&p[4], (uint32_t)(v >> 32));
+}
+
+static uint64_t ng_get_u64(const uint8_t *p) {
+    return (uint64_t)ng_get_u32(p) | ((uint64_t)ng_get_u32(&p[4]) << 32);
+}
+
+/** The int32 whose two's-complement bits are u, without C99's implementation-defined conversion. */
+static int32_t ng_i32_of_bits(uint32_t u) {
+    return u <= 0x7FFFFFFFu ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+/** CRC-32 of a checkpoint: bytes [0, 24) then [28, MLP2_FMNIST_CHECKPOINT_BYTES), skipping the CRC field. */
+static uint32_t ng_ck_crc(const uint8_t *buf) {
+    const uint32_t crc = ng_crc32_update(0u, buf, 24u);
+    return ng_crc32_update(crc, &buf[28], MLP2_FMNIST_CHECKPOINT_BYTES - 28u);
+}
+
+mlp2_fmnist_status_t mlp2_fmnist_checkpoint_save(const mlp2_fmnist_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written) {
+    size_t k = 28u;
+    if (written != NULL) *written = 0u;
+    if (ctx == NULL || buf == NULL || cap < MLP2_FMNIST_CHECKPOINT_BYTES) return MLP2_FMNIST_ERR_ARG;
+    for (uint32_t i = 0; i < 4u; i++) buf[i] = ng_ck_magic[i];
+    ng_put_u32(&buf[4], MLP2_FMNIST_CHECKPOINT_VERSION);
+    ng_put_u64(&buf[8], MLP2_FMNIST_CHECKPOINT_SPEC_HASH);
+    ng_put_u64(&buf[16], (uint64_t)MLP2_FMNIST_CHECKPOINT_BYTES);
+    for (uint32_t i = 0; i < 156800u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_w[i]);   /* blocks.0.forward.weight */
+    for (uint32_t i = 0; i < 2000u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_l_w[i]);   /* blocks.0.learning.weight */
+    for (uint32_t i = 0; i < 20000u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_w[i]);   /* blocks.1.forward.weight */
+    for (uint32_t i = 0; i < 1000u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_l_w[i]);   /* blocks.1.learning.weight */
+    for (uint32_t i = 0; i < 5000u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_w[i]);   /* blocks.2.forward.weight */
+    for (uint32_t i = 0; i < 500u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_l_w[i]);   /* blocks.2.learning.weight */
+    for (uint32_t i = 0; i < 500u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->out_w[i]);   /* output.weight */
+    ng_put_u64(&buf[743228], ctx->rng_state);
+    ng_put_u64(&buf[743236], ctx->rng_inc);
+    ng_put_u64(&buf[743244], (uint64_t)ctx->lr_inv);   /* in [1, LR_INV_MAX]: no sign to keep */
+    ng_put_u32(&buf[743252], ctx->steps);
+    ng_put_u32(&buf[743256], ctx->epoch);
+    ng_put_u32(&buf[24], ng_ck_crc(buf));
+    if (written != NULL) *written = MLP2_FMNIST_CHECKPOINT_BYTES;
+    return MLP2_FMNIST_OK;
+}
+
+mlp2_fmnist_status_t mlp2_fmnist_checkpoint_load(mlp2_fmnist_ctx_t *ctx, const uint8_t *buf, size_t n) {
+    size_t k;
+    uint64_t lr_inv;
+    if (ctx == NULL || buf == NULL) return MLP2_FMNIST_ERR_ARG;
+    /* The checks of the header's list, in its order; nothing below writes ctx until all have passed. */
+    for (k = 0; k < 4u && k < n; k++) {
+        if (buf[k] != ng_ck_magic[k]) return MLP2_FMNIST_ERR_MAGIC;
+    }
+    if (n < 28u) return MLP2_FMNIST_ERR_TRUNCATED;
+    if (ng_get_u32(&buf[4]) != MLP2_FMNIST_CHECKPOINT_VERSION) return MLP2_FMNIST_ERR_VERSION;
+    if (ng_get_u64(&buf[8]) != MLP2_FMNIST_CHECKPOINT_SPEC_HASH) return MLP2_FMNIST_ERR_SPEC;
+    if (ng_get_u64(&buf[16]) != (uint64_t)MLP2_FMNIST_CHECKPOINT_BYTES) return MLP2_FMNIST_ERR_LENGTH;
+    if (n < MLP2_FMNIST_CHECKPOINT_BYTES) return MLP2_FMNIST_ERR_TRUNCATED;
+    if (n > MLP2_FMNIST_CHECKPOINT_BYTES) return MLP2_FMNIST_ERR_LENGTH;
+    if (ng_get_u32(&buf[24]) != ng_ck_crc(buf)) return MLP2_FMNIST_ERR_CRC;
+    k = 28u;
+    for (uint32_t i = 0; i < 156800u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return MLP2_FMNIST_ERR_RANGE;   /* blocks.0.forward.weight */
+    }
+    for (uint32_t i = 0; i < 2000u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return MLP2_FMNIST_ERR_RANGE;   /* blocks.0.learning.weight */
+    }
+    for (uint32_t i = 0; i < 20000u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return MLP2_FMNIST_ERR_RANGE;   /* blocks.1.forward.weight */
+    }
+    for (uint32_t i = 0; i < 1000u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return MLP2_FMNIST_ERR_RANGE;   /* blocks.1.learning.weight */
+    }
+    for (uint32_t i = 0; i < 5000u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return MLP2_FMNIST_ERR_RANGE;   /* blocks.2.forward.weight */
+    }
+    for (uint32_t i = 0; i < 500u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return MLP2_FMNIST_ERR_RANGE;   /* blocks.2.learning.weight */
+    }
+    for (uint32_t i = 0; i < 500u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return MLP2_FMNIST_ERR_RANGE;   /* output.weight */
+    }
+    lr_inv = ng_get_u64(&buf[743244]);
+    if (lr_inv < 1u || lr_inv > (uint64_t)MLP2_FMNIST_LR_INV_MAX) return MLP2_FMNIST_ERR_RANGE;
+    if ((ng_get_u64(&buf[743236]) & 1u) == 0u) return MLP2_FMNIST_ERR_RANGE;   /* PCG needs an odd increment */
+    k = 28u;
+    for (uint32_t i = 0; i < 156800u; i++, k += 4u) ctx->b0_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 2000u; i++, k += 4u) ctx->b0_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 20000u; i++, k += 4u) ctx->b1_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 1000u; i++, k += 4u) ctx->b1_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 5000u; i++, k += 4u) ctx->b2_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 500u; i++, k += 4u) ctx->b2_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 500u; i++, k += 4u) ctx->out_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    ctx->rng_state = ng_get_u64(&buf[743228]);
+    ctx->rng_inc = ng_get_u64(&buf[743236]);
+    ctx->lr_inv = (int64_t)lr_inv;   /* <= LR_INV_MAX < 2^63: exact */
+    ctx->steps = ng_get_u32(&buf[743252]);
+    ctx->epoch = ng_get_u32(&buf[743256]);
+    return MLP2_FMNIST_OK;
+}
 
 const char *mlp2_fmnist_status_str(mlp2_fmnist_status_t status) {
     switch (status) {
     case MLP2_FMNIST_OK: return "success";
     case MLP2_FMNIST_ERR_ARG: return "NULL pointer or out-of-range argument; the context is unchanged";
+    case MLP2_FMNIST_ERR_MAGIC: return "not a nitrogen checkpoint (wrong magic bytes)";
+    case MLP2_FMNIST_ERR_VERSION: return "checkpoint format version not supported by this build";
+    case MLP2_FMNIST_ERR_SPEC: return "checkpoint of another network (spec hash differs)";
+    case MLP2_FMNIST_ERR_TRUNCATED: return "checkpoint truncated (shorter than its header or its length field)";
+    case MLP2_FMNIST_ERR_LENGTH: return "checkpoint length field does not match this network, or bytes after its end";
+    case MLP2_FMNIST_ERR_CRC: return "checkpoint corrupt (CRC-32 mismatch)";
+    case MLP2_FMNIST_ERR_RANGE: return "checkpoint value out of range (a parameter, lr_inv or the PRNG increment)";
     }
     return "unknown status";
 }

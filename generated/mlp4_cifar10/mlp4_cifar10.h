@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define MLP4_CIFAR10_NITROGEN_ABI 1
+#define MLP4_CIFAR10_NITROGEN_ABI 2
 #define MLP4_CIFAR10_BATCH 64
 #define MLP4_CIFAR10_CHANNELS 3
 #define MLP4_CIFAR10_HEIGHT 32
@@ -45,11 +45,21 @@ extern "C" {
 #define MLP4_CIFAR10_LR_INV_INIT 512
 #define MLP4_CIFAR10_LR_INV_MAX INT64_C(7205759403792793)
 #define MLP4_CIFAR10_CTX_BYTES 57019136u   /**< sizeof(mlp4_cifar10_ctx_t) with natural alignment */
+#define MLP4_CIFAR10_CHECKPOINT_VERSION 1u   /**< checkpoint format version written and accepted */
+#define MLP4_CIFAR10_CHECKPOINT_SPEC_HASH UINT64_C(0xD9B6794807321707)   /**< identifies compatible builds; see mlp4_cifar10_checkpoint_save() */
+#define MLP4_CIFAR10_CHECKPOINT_BYTES 109344060u   /**< size of a checkpoint: header, parameters, training state */
 
 /** Status codes returned by every function. */
 typedef enum {
     MLP4_CIFAR10_OK = 0,   /**< success */
     MLP4_CIFAR10_ERR_ARG = -1,   /**< NULL pointer or out-of-range argument; the context is unchanged */
+    MLP4_CIFAR10_ERR_MAGIC = -2,   /**< not a nitrogen checkpoint (wrong magic bytes) */
+    MLP4_CIFAR10_ERR_VERSION = -3,   /**< checkpoint format version not supported by this build */
+    MLP4_CIFAR10_ERR_SPEC = -4,   /**< checkpoint of another network (spec hash differs) */
+    MLP4_CIFAR10_ERR_TRUNCATED = -5,   /**< checkpoint truncated (shorter than its header or its length field) */
+    MLP4_CIFAR10_ERR_LENGTH = -6,   /**< checkpoint length field does not match this network, or bytes after its end */
+    MLP4_CIFAR10_ERR_CRC = -7,   /**< checkpoint corrupt (CRC-32 mismatch) */
+    MLP4_CIFAR10_ERR_RANGE = -8,   /**< checkpoint value out of range (a parameter, lr_inv or the PRNG increment) */
 } mlp4_cifar10_status_t;
 
 /** Integer statistics of one training step (before that step's updates). */
@@ -134,10 +144,11 @@ typedef struct {
         } drop5;
     } act1;
     uint32_t steps;   /**< training steps taken since init */
+    uint32_t epoch;   /**< epochs completed: maintained by the caller (init sets 0, train_step never changes it), kept in checkpoints so a resumed run knows where it stands */
 } mlp4_cifar10_ctx_t;
 
 /**
- * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv and the step counter.
+ * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv, the step counter and epoch (0).
  * @param[out] ctx   Model state, MLP4_CIFAR10_CTX_BYTES bytes, caller-owned.
  * @param[in]  seed  Run seed s; rng_train = PCG32 seed(s, 0). Same seed, same parameters as the NumPy reference.
  * @return MLP4_CIFAR10_OK, or MLP4_CIFAR10_ERR_ARG if ctx is NULL.
@@ -214,6 +225,61 @@ mlp4_cifar10_status_t mlp4_cifar10_import_params(mlp4_cifar10_ctx_t *ctx, const 
  * @return The checksum; 0 if ctx is NULL.
  */
 uint32_t mlp4_cifar10_params_crc32(const mlp4_cifar10_ctx_t *ctx);
+
+/**
+ * @brief Write a checkpoint: every parameter and the training state needed to resume, as
+ *        MLP4_CIFAR10_CHECKPOINT_BYTES bytes, little-endian whatever the host's byte order.
+ *
+ * Layout (offsets in bytes; nitrogen's Python `nitrogen.checkpoint` reads and writes the same format):
+ *   - offset 0, 4 bytes, magic: the bytes "NGCK"
+ *   - offset 4, 4 bytes, version: uint32 format version
+ *   - offset 8, 8 bytes, spec_hash: uint64 spec hash, MLP4_CIFAR10_CHECKPOINT_SPEC_HASH
+ *   - offset 16, 8 bytes, length: uint64 total length in bytes, header included
+ *   - offset 24, 4 bytes, crc32: uint32 CRC-32 (zlib) of bytes [0, 24) followed by bytes [28, length)
+ *   - offset 28, 109344000 bytes, params: the MLP4_CIFAR10_PARAMS_COUNT parameters as int32, in the order of mlp4_cifar10_export_params()
+ *   - offset 109344028, 8 bytes, rng_state: uint64 PCG32 state of rng_train
+ *   - offset 109344036, 8 bytes, rng_inc: uint64 PCG32 increment (odd)
+ *   - offset 109344044, 8 bytes, lr_inv: int64 learning-rate inverse, in [1, MLP4_CIFAR10_LR_INV_MAX]
+ *   - offset 109344052, 4 bytes, steps: uint32 training steps taken
+ *   - offset 109344056, 4 bytes, epoch: uint32 epochs completed (caller-maintained)
+ *
+ * The spec hash is the first 8 bytes, read big-endian, of the SHA-256 of a canonical text (stored like every
+ * field, little-endian) that describes what the parameters mean: semantics, weight storage, input shape, classes, the evaluation forward (sizes,
+ * scaling factors, NITRO-ReLU slopes, pools) and every parameter's name, shape and range. It leaves out
+ * the model name and what only steers training (batch size, lr_inv, amplification, decay, target,
+ * dropout, augmentation, seed, schedules): a checkpoint written at batch 64 loads into a batch-1 build.
+ * `nitrogen.layout.checkpoint_spec_text()` gives the text.
+ * The caller keeps ctx->epoch (epochs completed) up to date; it is saved, never interpreted.
+ * @param[in]  ctx      Model state.
+ * @param[out] buf      At least MLP4_CIFAR10_CHECKPOINT_BYTES bytes; nothing is written on failure.
+ * @param[in]  cap      Size of buf in bytes.
+ * @param[out] written  May be NULL; MLP4_CIFAR10_CHECKPOINT_BYTES on success, 0 on failure.
+ * @return MLP4_CIFAR10_OK; MLP4_CIFAR10_ERR_ARG if ctx or buf is NULL or cap < MLP4_CIFAR10_CHECKPOINT_BYTES.
+ */
+mlp4_cifar10_status_t mlp4_cifar10_checkpoint_save(const mlp4_cifar10_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
+
+/**
+ * @brief Restore a checkpoint written by mlp4_cifar10_checkpoint_save() (or by nitrogen's Python) for this network.
+ *
+ * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.
+ * The checks run in this order, and the first that fails gives the status:
+ *   1. ctx or buf NULL: MLP4_CIFAR10_ERR_ARG;
+ *   2. one of the first min(n, 4) bytes differs from the magic: MLP4_CIFAR10_ERR_MAGIC;
+ *   3. n < 28 (no complete header): MLP4_CIFAR10_ERR_TRUNCATED;
+ *   4. version != MLP4_CIFAR10_CHECKPOINT_VERSION: MLP4_CIFAR10_ERR_VERSION;
+ *   5. spec hash != MLP4_CIFAR10_CHECKPOINT_SPEC_HASH: MLP4_CIFAR10_ERR_SPEC;
+ *   6. length field != MLP4_CIFAR10_CHECKPOINT_BYTES: MLP4_CIFAR10_ERR_LENGTH;
+ *   7. n < MLP4_CIFAR10_CHECKPOINT_BYTES: MLP4_CIFAR10_ERR_TRUNCATED; n > MLP4_CIFAR10_CHECKPOINT_BYTES: MLP4_CIFAR10_ERR_LENGTH;
+ *   8. CRC-32 mismatch: MLP4_CIFAR10_ERR_CRC;
+ *   9. a parameter outside its tensor's range, lr_inv outside [1, MLP4_CIFAR10_LR_INV_MAX] or an even PCG
+ *      increment: MLP4_CIFAR10_ERR_RANGE.
+ * So a flipped bit gives MAGIC, VERSION, SPEC or LENGTH in those header fields and CRC anywhere else,
+ * and every truncation gives TRUNCATED.
+ * @param[in,out] ctx  Model state; on success parameters, PRNG, lr_inv, steps and epoch come from buf.
+ * @param[in]     buf  n bytes.
+ * @return MLP4_CIFAR10_OK or one of the statuses above.
+ */
+mlp4_cifar10_status_t mlp4_cifar10_checkpoint_load(mlp4_cifar10_ctx_t *ctx, const uint8_t *buf, size_t n);
 
 /** @brief A short English description of a status code. */
 const char *mlp4_cifar10_status_str(mlp4_cifar10_status_t status);

@@ -5,7 +5,7 @@
  */
 #include "tiny_cnn.h"
 
-#if TINY_CNN_NITROGEN_ABI != 1
+#if TINY_CNN_NITROGEN_ABI != 2
 #error "tiny_cnn.h and tiny_cnn.c come from different nitrogen versions: regenerate both"
 #endif
 
@@ -167,6 +167,7 @@ tiny_cnn_status_t tiny_cnn_init(tiny_cnn_ctx_t *ctx, uint64_t seed) {
     }
     ctx->lr_inv = TINY_CNN_LR_INV_INIT;
     ctx->steps = 0u;
+    ctx->epoch = 0u;
     return TINY_CNN_OK;
 }
 
@@ -195,71 +196,105 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
             for (uint32_t k = 0; k < count * 81u; k++) dst[k] = src[k];
         }
     }
-    /* block 0 forward conv 1->3 3x3/1, 9->9: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
-     * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
-     * Per sample, a zero-padded copy x_pad (1 planes of 11x11 and a zero tail); per output channel, the
-     * accumulators are rows of stride 11, so each kernel row (c, a) is one contiguous loop of 112
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 9 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
-        for (uint32_t i = 0; i < 136u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 1u; c++) {
-            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 1u + c) * 81u];
-            int8_t *restrict dst = &xp[c * 121u];
-            for (uint32_t r = 0; r < 9u; r++) {
-                for (uint32_t s = 0; s < 9u; s++) dst[(r + 1u) * 11u + 1u + s] = src[r * 9u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 3u; f++) {
-            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-            const int16_t *restrict wf = &ctx->b0_w[f * 9u];
-            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
-            for (uint32_t i = 0; i < 112u; i++) acc[i] = 0;
+    /* b0: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 0 forward conv 1->3 3x3/1, 9->9: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
+         * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
+         * Per sample, a zero-padded copy x_pad (1 planes of 11x11 and a zero tail); per output channel, the
+         * accumulators are rows of stride 11, so each kernel row (c, a) is one contiguous loop of 112
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 9 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+            for (uint32_t i = 0; i < 136u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 121u + a * 11u], &wf[(c * 3u + a) * 3u], 112u);
+                const int8_t *restrict src = &(&ctx->aug.aug.x_aug[(size_t)ns * 81u])[(n * 1u + c) * 81u];
+                int8_t *restrict dst = &xp[c * 121u];
+                for (uint32_t r = 0; r < 9u; r++) {
+                    for (uint32_t s = 0; s < 9u; s++) dst[(r + 1u) * 11u + 1u + s] = src[r * 9u + s];
                 }
             }
-            for (uint32_t h = 0; h < 9u; h++) {
-                for (uint32_t w = 0; w < 9u; w++) {
-                    zf[h * 9u + w] = ng_scale32(acc[h * 11u + w], 2304);
-                }
-            }
-        }
-    }
-    /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b0.b0_z;
-        int8_t *restrict h = ctx->act0.b0.b0_h;
-        for (uint32_t k = 0; k < rows * 243u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 0 learning max pool: kernel (8, 8), stride = kernel, padding (4, 4), output 2x2
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 3u; q++) {
-        const int8_t *restrict src = &ctx->act0.b0.b0_h[q * 81u];
-        int8_t *restrict dst = &ctx->scratch.b0.b0_lp[q * 4u];
-        uint16_t *restrict arg = &ctx->scratch.b0.b0_lp_arg[q * 4u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 2u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 8u; a++) {
-                    for (uint32_t b = 0; b < 8u; b++) {
-                        const uint32_t r = i * 8u + a, c = j * 8u + b;   /* padded coordinates */
-                        const int real = r >= 4u && r < 13u && c >= 4u && c < 13u;
-                        if (!real) continue;
-                        const int8_t value = src[(r - 4u) * 9u + c - 4u];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 8u + b;
-                            found = 1;
-                        }
+            for (uint32_t f = 0; f < 3u; f++) {
+                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+                const int16_t *restrict wf = &ctx->b0_w[f * 9u];
+                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
+                for (uint32_t i = 0; i < 112u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 1u; c++) {
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(acc, &xp[c * 121u + a * 11u], &wf[(c * 3u + a) * 3u], 112u);
                     }
                 }
-                dst[i * 2u + j] = (int8_t)best;
-                arg[i * 2u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 9u; h++) {
+                    for (uint32_t w = 0; w < 9u; w++) {
+                        zf[h * 9u + w] = ng_scale32(acc[h * 11u + w], 2304);
+                    }
+                }
+            }
+        }
+        /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b0.b0_z;
+            int8_t *restrict h = ctx->scratch.b0.b0_h;
+            for (uint32_t k = 0; k < 1u * 243u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 0 learning max pool: kernel (8, 8), stride = kernel, padding (4, 4), output 2x2
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 3u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b0.b0_h[q * 81u];
+            int8_t *restrict dst = &(&ctx->scratch.b0.b0_lp[(size_t)ns * 12u])[q * 4u];
+            uint8_t *restrict arg = &(&ctx->scratch.b0.b0_lp_arg[(size_t)ns * 12u])[q * 4u];
+            const int8_t *restrict zq = &ctx->scratch.b0.b0_z[q * 81u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b0.b0_lz[(size_t)ns * 12u])[q * 4u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 2u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 8u; a++) {
+                        for (uint32_t b = 0; b < 8u; b++) {
+                            const uint32_t r = i * 8u + a, c = j * 8u + b;   /* padded coordinates */
+                            const int real = r >= 4u && r < 13u && c >= 4u && c < 13u;
+                            if (!real) continue;
+                            const int8_t value = src[(r - 4u) * 9u + c - 4u];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 8u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 2u + j] = (int8_t)best;
+                    arg[i * 2u + j] = (uint8_t)at;
+                    {   /* z at the argmax cell, kept for the backward; 0 on a padding cell, whose gradient is discarded */
+                        const uint32_t r = i * 8u + at / 8u, c = j * 8u + at % 8u;
+                        lz[i * 2u + j] = (r >= 4u && r < 13u && c >= 4u && c < 13u) ? zq[(r - 4u) * 9u + c - 4u] : 0;
+                    }
+                }
+            }
+        }
+        /* layer 1 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 4x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 3u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b0.b0_h[q * 81u];
+            int8_t *restrict dst = &(&ctx->act0.pool1.pool1_y[(size_t)ns * 48u])[q * 16u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 9u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 4u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -339,8 +374,8 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
             for (uint32_t i = 0; i < 9u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b0.b0_l_dx[n * 12u + f * 4u];
-                const uint16_t *restrict argf = &ctx->scratch.b0.b0_lp_arg[n * 12u + f * 4u];
-                const int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
+                const uint8_t *restrict argf = &ctx->scratch.b0.b0_lp_arg[n * 12u + f * 4u];
+                const int8_t *restrict zf = &ctx->scratch.b0.b0_lz[n * 12u + f * 4u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 2u; j++) {
                         const uint32_t r = i * 8u + argf[i * 2u + j] / 8u;   /* padded coordinates */
@@ -348,7 +383,7 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
                         if (!(r >= 4u && r < 13u && c >= 4u && c < 13u)) continue;
                         const uint32_t hh = r - 4u, ww = c - 4u;
                         const int32_t d = dpf[i * 2u + j];
-                        const int32_t dz = (zf[hh * 9u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 9u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 2u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 2u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -376,31 +411,6 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
             }
         }
     }
-    /* layer 1 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 4x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 3u; q++) {
-        const int8_t *restrict src = &ctx->act0.b0.b0_h[q * 81u];
-        int8_t *restrict dst = &ctx->act1.pool1.pool1_y[q * 16u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 9u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
-                        }
-                    }
-                }
-                dst[i * 4u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
     /* block 1 forward conv 3->4 3x3/0, 4->2: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
      * x [-67, 91], w [-32767, 32767]: acc [-80508519, 80508519] (28 bits), int32_t
      * Per sample, a zero-padded copy x_pad (3 planes of 4x4 and a zero tail); per output channel, the
@@ -411,7 +421,7 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 58u; i++) xp[i] = 0;
         for (uint32_t c = 0; c < 3u; c++) {
-            const int8_t *restrict src = &ctx->act1.pool1.pool1_y[(n * 3u + c) * 16u];
+            const int8_t *restrict src = &ctx->act0.pool1.pool1_y[(n * 3u + c) * 16u];
             int8_t *restrict dst = &xp[c * 16u];
             for (uint32_t r = 0; r < 4u; r++) {
                 for (uint32_t s = 0; s < 4u; s++) dst[(r + 0u) * 4u + 0u + s] = src[r * 4u + s];
@@ -437,13 +447,13 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
     /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
     {
         const int8_t *restrict z = ctx->scratch.b1.b1_z;
-        int8_t *restrict h = ctx->act0.b1.b1_h;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
         for (uint32_t k = 0; k < rows * 16u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 1 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-47708752, 47708752] (27 bits), int32_t; y = clip(tdiv(acc, 4096), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.b1.b1_h[n * 16u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 16u];
         for (uint32_t o = 0; o < 4u; o++) {
             const int16_t *restrict wr = &ctx->b1_l_w[o * 16u];
             int32_t acc = 0;
@@ -491,7 +501,7 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
             for (uint32_t i = 0; i < 16u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int16_t d = ctx->scratch.b1.b1_l_delta[n * 4u + o];
-                const int8_t *restrict xr = &ctx->act0.b1.b1_h[n * 16u];
+                const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 16u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 16u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
@@ -521,7 +531,7 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
                 int32_t *restrict dz = ctx->scratch.b1.b1_dz;
                 for (uint32_t i = 0; i < 4u; i++) dz[i] = (zf[i] < 0 ? (int32_t)(dpf[i] / 4) : (zf[i] < 127 ? (int32_t)dpf[i] : 0));
                 for (uint32_t c = 0; c < 3u; c++) {
-                    const int8_t *restrict xc = &ctx->act1.pool1.pool1_y[(n * 3u + c) * 16u];
+                    const int8_t *restrict xc = &ctx->act0.pool1.pool1_y[(n * 3u + c) * 16u];
                     for (uint32_t ka = 0; ka < 3u; ka++) {
                         for (uint32_t kb = 0; kb < 3u; kb++) {
                             const uint32_t w0 = row_lo[kb], width = row_hi[kb] - row_lo[kb];
@@ -547,8 +557,8 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
     /* layer 3 dropout 20%: keep = [uniform_int(0, 99) >= 20] per element in C-order (sample outermost),
      * y = keep ? tdiv(x * 1250, 1000) : 0, with R = 100000 // (100 - 20) = 1250; y in [-83, 113] */
     {
-        const int8_t *restrict src = ctx->act0.b1.b1_h;
-        int8_t *restrict dst = ctx->act1.drop3.drop3_y;
+        const int8_t *restrict src = ctx->act1.b1.b1_h;
+        int8_t *restrict dst = ctx->act0.drop3.drop3_y;
         for (uint32_t k = 0; k < rows * 16u; k++) {
             const int keep = ng_uniform(&ctx->rng_state, ctx->rng_inc, 0, 99) >= 20;
             dst[k] = keep ? (int8_t)((int32_t)src[k] * 1250 / 1000) : 0;
@@ -557,7 +567,7 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
     /* block 2 forward linear 16->6
      * x [-83, 113], w [-32767, 32767]: acc [-59242736, 59242736] (27 bits), int32_t; y = clip(tdiv(acc, 4096), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act1.drop3.drop3_y[n * 16u];
+        const int8_t *restrict xr = &ctx->act0.drop3.drop3_y[n * 16u];
         for (uint32_t o = 0; o < 6u; o++) {
             const int16_t *restrict wr = &ctx->b2_w[o * 16u];
             int32_t acc = 0;
@@ -568,13 +578,13 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
     /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
     {
         const int8_t *restrict z = ctx->scratch.b2.b2_z;
-        int8_t *restrict h = ctx->act0.b2.b2_h;
+        int8_t *restrict h = ctx->act1.b2.b2_h;
         for (uint32_t k = 0; k < rows * 6u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 2 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-17890782, 17890782] (26 bits), int32_t; y = clip(tdiv(acc, 1536), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 6u];
+        const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 6u];
         for (uint32_t o = 0; o < 4u; o++) {
             const int16_t *restrict wr = &ctx->b2_l_w[o * 6u];
             int32_t acc = 0;
@@ -622,7 +632,7 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
             for (uint32_t i = 0; i < 6u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int16_t d = ctx->scratch.b2.b2_l_delta[n * 4u + o];
-                const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 6u];
+                const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 6u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 6u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
@@ -655,7 +665,7 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
             for (uint32_t i = 0; i < 16u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t d = ctx->scratch.b2.b2_dz[n * 6u + o];
-                const int8_t *restrict xr = &ctx->act1.drop3.drop3_y[n * 16u];
+                const int8_t *restrict xr = &ctx->act0.drop3.drop3_y[n * 16u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 16u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
@@ -670,7 +680,7 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
     /* output linear
      * x [-67, 91], w [-32767, 32767]: acc [-17890782, 17890782] (26 bits), int32_t; y = clip(tdiv(acc, 1536), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 6u];
+        const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 6u];
         for (uint32_t o = 0; o < 4u; o++) {
             const int16_t *restrict wr = &ctx->out_w[o * 6u];
             int32_t acc = 0;
@@ -705,7 +715,7 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
             for (uint32_t i = 0; i < 6u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int16_t d = ctx->scratch.out.out_delta[n * 4u + o];
-                const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 6u];
+                const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 6u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 6u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
@@ -723,67 +733,70 @@ tiny_cnn_status_t tiny_cnn_train_step(tiny_cnn_ctx_t *ctx, const int8_t *x, cons
 
 /** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch (semantics 6.6). */
 static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
-    /* block 0 forward conv 1->3 3x3/1, 9->9: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
-     * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
-     * Per sample, a zero-padded copy x_pad (1 planes of 11x11 and a zero tail); per output channel, the
-     * accumulators are rows of stride 11, so each kernel row (c, a) is one contiguous loop of 112
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 9 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
-        for (uint32_t i = 0; i < 136u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 1u; c++) {
-            const int8_t *restrict src = &x[(n * 1u + c) * 81u];
-            int8_t *restrict dst = &xp[c * 121u];
-            for (uint32_t r = 0; r < 9u; r++) {
-                for (uint32_t s = 0; s < 9u; s++) dst[(r + 1u) * 11u + 1u + s] = src[r * 9u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 3u; f++) {
-            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-            const int16_t *restrict wf = &ctx->b0_w[f * 9u];
-            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
-            for (uint32_t i = 0; i < 112u; i++) acc[i] = 0;
+    /* b0: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 0 forward conv 1->3 3x3/1, 9->9: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
+         * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
+         * Per sample, a zero-padded copy x_pad (1 planes of 11x11 and a zero tail); per output channel, the
+         * accumulators are rows of stride 11, so each kernel row (c, a) is one contiguous loop of 112
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 9 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+            for (uint32_t i = 0; i < 136u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 121u + a * 11u], &wf[(c * 3u + a) * 3u], 112u);
+                const int8_t *restrict src = &(&x[(size_t)ns * 81u])[(n * 1u + c) * 81u];
+                int8_t *restrict dst = &xp[c * 121u];
+                for (uint32_t r = 0; r < 9u; r++) {
+                    for (uint32_t s = 0; s < 9u; s++) dst[(r + 1u) * 11u + 1u + s] = src[r * 9u + s];
                 }
             }
-            for (uint32_t h = 0; h < 9u; h++) {
-                for (uint32_t w = 0; w < 9u; w++) {
-                    zf[h * 9u + w] = ng_scale32(acc[h * 11u + w], 2304);
-                }
-            }
-        }
-    }
-    /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b0.b0_z;
-        int8_t *restrict h = ctx->act0.b0.b0_h;
-        for (uint32_t k = 0; k < rows * 243u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* layer 1 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 4x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 3u; q++) {
-        const int8_t *restrict src = &ctx->act0.b0.b0_h[q * 81u];
-        int8_t *restrict dst = &ctx->act1.pool1.pool1_y[q * 16u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 9u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
-                        }
+            for (uint32_t f = 0; f < 3u; f++) {
+                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+                const int16_t *restrict wf = &ctx->b0_w[f * 9u];
+                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 3u + f) * 81u];
+                for (uint32_t i = 0; i < 112u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 1u; c++) {
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(acc, &xp[c * 121u + a * 11u], &wf[(c * 3u + a) * 3u], 112u);
                     }
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                (void)at;
+                for (uint32_t h = 0; h < 9u; h++) {
+                    for (uint32_t w = 0; w < 9u; w++) {
+                        zf[h * 9u + w] = ng_scale32(acc[h * 11u + w], 2304);
+                    }
+                }
+            }
+        }
+        /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b0.b0_z;
+            int8_t *restrict h = ctx->scratch.b0.b0_h;
+            for (uint32_t k = 0; k < 1u * 243u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* layer 1 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 4x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 3u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b0.b0_h[q * 81u];
+            int8_t *restrict dst = &(&ctx->act0.pool1.pool1_y[(size_t)ns * 48u])[q * 16u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 9u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 4u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -797,7 +810,7 @@ static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
         int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
         for (uint32_t i = 0; i < 58u; i++) xp[i] = 0;
         for (uint32_t c = 0; c < 3u; c++) {
-            const int8_t *restrict src = &ctx->act1.pool1.pool1_y[(n * 3u + c) * 16u];
+            const int8_t *restrict src = &ctx->act0.pool1.pool1_y[(n * 3u + c) * 16u];
             int8_t *restrict dst = &xp[c * 16u];
             for (uint32_t r = 0; r < 4u; r++) {
                 for (uint32_t s = 0; s < 4u; s++) dst[(r + 0u) * 4u + 0u + s] = src[r * 4u + s];
@@ -823,13 +836,13 @@ static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
     {
         const int8_t *restrict z = ctx->scratch.b1.b1_z;
-        int8_t *restrict h = ctx->act0.b1.b1_h;
+        int8_t *restrict h = ctx->act1.b1.b1_h;
         for (uint32_t k = 0; k < rows * 16u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 2 forward linear 16->6
      * x [-67, 91], w [-32767, 32767]: acc [-59242736, 59242736] (27 bits), int32_t; y = clip(tdiv(acc, 4096), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.b1.b1_h[n * 16u];
+        const int8_t *restrict xr = &ctx->act1.b1.b1_h[n * 16u];
         for (uint32_t o = 0; o < 6u; o++) {
             const int16_t *restrict wr = &ctx->b2_w[o * 16u];
             int32_t acc = 0;
@@ -840,13 +853,13 @@ static void ng_forward(tiny_cnn_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
     {
         const int8_t *restrict z = ctx->scratch.b2.b2_z;
-        int8_t *restrict h = ctx->act0.b2.b2_h;
+        int8_t *restrict h = ctx->act1.b2.b2_h;
         for (uint32_t k = 0; k < rows * 6u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* output linear
      * x [-67, 91], w [-32767, 32767]: acc [-17890782, 17890782] (26 bits), int32_t; y = clip(tdiv(acc, 1536), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 6u];
+        const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 6u];
         for (uint32_t o = 0; o < 4u; o++) {
             const int16_t *restrict wr = &ctx->out_w[o * 6u];
             int32_t acc = 0;
@@ -961,11 +974,139 @@ tiny_cnn_status_t tiny_cnn_import_params(tiny_cnn_ctx_t *ctx, const int32_t *in,
     for (uint32_t i = 0; i < 24u; i++) ctx->out_w[i] = (int16_t)in[k++];
     return TINY_CNN_OK;
 }
+/* Checkpoints: little-endian byte images assembled with shifts (no struct copies, no type punning). */
+static const uint8_t ng_ck_magic[4] = { 0x4E, 0x47, 0x43, 0x4B };
+
+static void ng_put_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t ng_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void ng_put_u64(uint8_t *p, uint64_t v) {
+    ng_put_u32(p, (uint32_t)(v & 0xFFFFFFFFu));
+    ng_put_u32(&p[4], (uint32_t)(v >> 32));
+}
+
+static uint64_t ng_get_u64(const uint8_t *p) {
+    return (uint64_t)ng_get_u32(p) | ((uint64_t)ng_get_u32(&p[4]) << 32);
+}
+
+/** The int32 whose two's-complement bits are u, without C99's implementation-defined conversion. */
+static int32_t ng_i32_of_bits(uint32_t u) {
+    return u <= 0x7FFFFFFFu ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+/** CRC-32 of a checkpoint: bytes [0, 24) then [28, TINY_CNN_CHECKPOINT_BYTES), skipping the CRC field. */
+static uint32_t ng_ck_crc(const uint8_t *buf) {
+    const uint32_t crc = ng_crc32_update(0u, buf, 24u);
+    return ng_crc32_update(crc, &buf[28], TINY_CNN_CHECKPOINT_BYTES - 28u);
+}
+
+tiny_cnn_status_t tiny_cnn_checkpoint_save(const tiny_cnn_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written) {
+    size_t k = 28u;
+    if (written != NULL) *written = 0u;
+    if (ctx == NULL || buf == NULL || cap < TINY_CNN_CHECKPOINT_BYTES) return TINY_CNN_ERR_ARG;
+    for (uint32_t i = 0; i < 4u; i++) buf[i] = ng_ck_magic[i];
+    ng_put_u32(&buf[4], TINY_CNN_CHECKPOINT_VERSION);
+    ng_put_u64(&buf[8], TINY_CNN_CHECKPOINT_SPEC_HASH);
+    ng_put_u64(&buf[16], (uint64_t)TINY_CNN_CHECKPOINT_BYTES);
+    for (uint32_t i = 0; i < 27u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_w[i]);   /* blocks.0.forward.weight */
+    for (uint32_t i = 0; i < 48u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_l_w[i]);   /* blocks.0.learning.weight */
+    for (uint32_t i = 0; i < 108u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_w[i]);   /* blocks.1.forward.weight */
+    for (uint32_t i = 0; i < 64u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_l_w[i]);   /* blocks.1.learning.weight */
+    for (uint32_t i = 0; i < 96u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_w[i]);   /* blocks.2.forward.weight */
+    for (uint32_t i = 0; i < 24u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_l_w[i]);   /* blocks.2.learning.weight */
+    for (uint32_t i = 0; i < 24u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->out_w[i]);   /* output.weight */
+    ng_put_u64(&buf[1592], ctx->rng_state);
+    ng_put_u64(&buf[1600], ctx->rng_inc);
+    ng_put_u64(&buf[1608], (uint64_t)ctx->lr_inv);   /* in [1, LR_INV_MAX]: no sign to keep */
+    ng_put_u32(&buf[1616], ctx->steps);
+    ng_put_u32(&buf[1620], ctx->epoch);
+    ng_put_u32(&buf[24], ng_ck_crc(buf));
+    if (written != NULL) *written = TINY_CNN_CHECKPOINT_BYTES;
+    return TINY_CNN_OK;
+}
+
+tiny_cnn_status_t tiny_cnn_checkpoint_load(tiny_cnn_ctx_t *ctx, const uint8_t *buf, size_t n) {
+    size_t k;
+    uint64_t lr_inv;
+    if (ctx == NULL || buf == NULL) return TINY_CNN_ERR_ARG;
+    /* The checks of the header's list, in its order; nothing below writes ctx until all have passed. */
+    for (k = 0; k < 4u && k < n; k++) {
+        if (buf[k] != ng_ck_magic[k]) return TINY_CNN_ERR_MAGIC;
+    }
+    if (n < 28u) return TINY_CNN_ERR_TRUNCATED;
+    if (ng_get_u32(&buf[4]) != TINY_CNN_CHECKPOINT_VERSION) return TINY_CNN_ERR_VERSION;
+    if (ng_get_u64(&buf[8]) != TINY_CNN_CHECKPOINT_SPEC_HASH) return TINY_CNN_ERR_SPEC;
+    if (ng_get_u64(&buf[16]) != (uint64_t)TINY_CNN_CHECKPOINT_BYTES) return TINY_CNN_ERR_LENGTH;
+    if (n < TINY_CNN_CHECKPOINT_BYTES) return TINY_CNN_ERR_TRUNCATED;
+    if (n > TINY_CNN_CHECKPOINT_BYTES) return TINY_CNN_ERR_LENGTH;
+    if (ng_get_u32(&buf[24]) != ng_ck_crc(buf)) return TINY_CNN_ERR_CRC;
+    k = 28u;
+    for (uint32_t i = 0; i < 27u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ERR_RANGE;   /* blocks.0.forward.weight */
+    }
+    for (uint32_t i = 0; i < 48u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ERR_RANGE;   /* blocks.0.learning.weight */
+    }
+    for (uint32_t i = 0; i < 108u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ERR_RANGE;   /* blocks.1.forward.weight */
+    }
+    for (uint32_t i = 0; i < 64u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ERR_RANGE;   /* blocks.1.learning.weight */
+    }
+    for (uint32_t i = 0; i < 96u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ERR_RANGE;   /* blocks.2.forward.weight */
+    }
+    for (uint32_t i = 0; i < 24u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ERR_RANGE;   /* blocks.2.learning.weight */
+    }
+    for (uint32_t i = 0; i < 24u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ERR_RANGE;   /* output.weight */
+    }
+    lr_inv = ng_get_u64(&buf[1608]);
+    if (lr_inv < 1u || lr_inv > (uint64_t)TINY_CNN_LR_INV_MAX) return TINY_CNN_ERR_RANGE;
+    if ((ng_get_u64(&buf[1600]) & 1u) == 0u) return TINY_CNN_ERR_RANGE;   /* PCG needs an odd increment */
+    k = 28u;
+    for (uint32_t i = 0; i < 27u; i++, k += 4u) ctx->b0_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 48u; i++, k += 4u) ctx->b0_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 108u; i++, k += 4u) ctx->b1_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 64u; i++, k += 4u) ctx->b1_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 96u; i++, k += 4u) ctx->b2_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 24u; i++, k += 4u) ctx->b2_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 24u; i++, k += 4u) ctx->out_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    ctx->rng_state = ng_get_u64(&buf[1592]);
+    ctx->rng_inc = ng_get_u64(&buf[1600]);
+    ctx->lr_inv = (int64_t)lr_inv;   /* <= LR_INV_MAX < 2^63: exact */
+    ctx->steps = ng_get_u32(&buf[1616]);
+    ctx->epoch = ng_get_u32(&buf[1620]);
+    return TINY_CNN_OK;
+}
 
 const char *tiny_cnn_status_str(tiny_cnn_status_t status) {
     switch (status) {
     case TINY_CNN_OK: return "success";
     case TINY_CNN_ERR_ARG: return "NULL pointer or out-of-range argument; the context is unchanged";
+    case TINY_CNN_ERR_MAGIC: return "not a nitrogen checkpoint (wrong magic bytes)";
+    case TINY_CNN_ERR_VERSION: return "checkpoint format version not supported by this build";
+    case TINY_CNN_ERR_SPEC: return "checkpoint of another network (spec hash differs)";
+    case TINY_CNN_ERR_TRUNCATED: return "checkpoint truncated (shorter than its header or its length field)";
+    case TINY_CNN_ERR_LENGTH: return "checkpoint length field does not match this network, or bytes after its end";
+    case TINY_CNN_ERR_CRC: return "checkpoint corrupt (CRC-32 mismatch)";
+    case TINY_CNN_ERR_RANGE: return "checkpoint value out of range (a parameter, lr_inv or the PRNG increment)";
     }
     return "unknown status";
 }

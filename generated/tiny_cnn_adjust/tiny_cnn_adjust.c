@@ -5,7 +5,7 @@
  */
 #include "tiny_cnn_adjust.h"
 
-#if TINY_CNN_ADJUST_NITROGEN_ABI != 1
+#if TINY_CNN_ADJUST_NITROGEN_ABI != 2
 #error "tiny_cnn_adjust.h and tiny_cnn_adjust.c come from different nitrogen versions: regenerate both"
 #endif
 
@@ -154,6 +154,7 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_init(tiny_cnn_adjust_ctx_t *ctx, uint64
     }
     ctx->lr_inv = TINY_CNN_ADJUST_LR_INV_INIT;
     ctx->steps = 0u;
+    ctx->epoch = 0u;
     return TINY_CNN_ADJUST_OK;
 }
 
@@ -350,71 +351,105 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
             }
         }
     }
-    /* block 1 forward conv 4->3 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 9216), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-107344692, 107344692] (28 bits), int32_t
-     * Per sample, a zero-padded copy x_pad (4 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
-        for (uint32_t i = 0; i < 327u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 4u; c++) {
-            const int8_t *restrict src = &ctx->act1.b0.b0_h[(n * 4u + c) * 49u];
-            int8_t *restrict dst = &xp[c * 81u];
-            for (uint32_t r = 0; r < 7u; r++) {
-                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 3u; f++) {
-            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-            const int16_t *restrict wf = &ctx->b1_w[f * 36u];
-            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
-            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+    /* b1: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 1 forward conv 4->3 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 9216), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-107344692, 107344692] (28 bits), int32_t
+         * Per sample, a zero-padded copy x_pad (4 planes of 9x9 and a zero tail); per output channel, the
+         * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+            for (uint32_t i = 0; i < 327u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 4u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
+                const int8_t *restrict src = &(&ctx->act1.b0.b0_h[(size_t)ns * 196u])[(n * 4u + c) * 49u];
+                int8_t *restrict dst = &xp[c * 81u];
+                for (uint32_t r = 0; r < 7u; r++) {
+                    for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
                 }
             }
-            for (uint32_t h = 0; h < 7u; h++) {
-                for (uint32_t w = 0; w < 7u; w++) {
-                    zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 9216);
-                }
-            }
-        }
-    }
-    /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b1.b1_z;
-        int8_t *restrict h = ctx->act0.b1.b1_h;
-        for (uint32_t k = 0; k < rows * 147u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 1 learning max pool: kernel (4, 4), stride = kernel, padding (2, 2), output 2x2
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 3u; q++) {
-        const int8_t *restrict src = &ctx->act0.b1.b1_h[q * 49u];
-        int8_t *restrict dst = &ctx->scratch.b1.b1_lp[q * 4u];
-        uint16_t *restrict arg = &ctx->scratch.b1.b1_lp_arg[q * 4u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 2u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 4u; a++) {
-                    for (uint32_t b = 0; b < 4u; b++) {
-                        const uint32_t r = i * 4u + a, c = j * 4u + b;   /* padded coordinates */
-                        const int real = r >= 2u && r < 9u && c >= 2u && c < 9u;
-                        if (!real) continue;
-                        const int8_t value = src[(r - 2u) * 7u + c - 2u];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 4u + b;
-                            found = 1;
-                        }
+            for (uint32_t f = 0; f < 3u; f++) {
+                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+                const int16_t *restrict wf = &ctx->b1_w[f * 36u];
+                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
+                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 4u; c++) {
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                     }
                 }
-                dst[i * 2u + j] = (int8_t)best;
-                arg[i * 2u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 7u; h++) {
+                    for (uint32_t w = 0; w < 7u; w++) {
+                        zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 9216);
+                    }
+                }
+            }
+        }
+        /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b1.b1_z;
+            int8_t *restrict h = ctx->scratch.b1.b1_h;
+            for (uint32_t k = 0; k < 1u * 147u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 1 learning max pool: kernel (4, 4), stride = kernel, padding (2, 2), output 2x2
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 3u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b1.b1_h[q * 49u];
+            int8_t *restrict dst = &(&ctx->scratch.b1.b1_lp[(size_t)ns * 12u])[q * 4u];
+            uint8_t *restrict arg = &(&ctx->scratch.b1.b1_lp_arg[(size_t)ns * 12u])[q * 4u];
+            const int8_t *restrict zq = &ctx->scratch.b1.b1_z[q * 49u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b1.b1_lz[(size_t)ns * 12u])[q * 4u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 2u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 4u; a++) {
+                        for (uint32_t b = 0; b < 4u; b++) {
+                            const uint32_t r = i * 4u + a, c = j * 4u + b;   /* padded coordinates */
+                            const int real = r >= 2u && r < 9u && c >= 2u && c < 9u;
+                            if (!real) continue;
+                            const int8_t value = src[(r - 2u) * 7u + c - 2u];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 4u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 2u + j] = (int8_t)best;
+                    arg[i * 2u + j] = (uint8_t)at;
+                    {   /* z at the argmax cell, kept for the backward; 0 on a padding cell, whose gradient is discarded */
+                        const uint32_t r = i * 4u + at / 4u, c = j * 4u + at % 4u;
+                        lz[i * 2u + j] = (r >= 2u && r < 9u && c >= 2u && c < 9u) ? zq[(r - 2u) * 7u + c - 2u] : 0;
+                    }
+                }
+            }
+        }
+        /* layer 3 feature-extractor maxpool 3x3: kernel (3, 3), stride = kernel, padding (0, 0), output 2x2
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 3u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b1.b1_h[q * 49u];
+            int8_t *restrict dst = &(&ctx->act0.pool3.pool3_y[(size_t)ns * 12u])[q * 4u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 2u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int8_t value = src[(i * 3u + a) * 7u + j * 3u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 3u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 2u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -494,8 +529,8 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
             for (uint32_t i = 0; i < 36u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b1.b1_l_dx[n * 12u + f * 4u];
-                const uint16_t *restrict argf = &ctx->scratch.b1.b1_lp_arg[n * 12u + f * 4u];
-                const int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
+                const uint8_t *restrict argf = &ctx->scratch.b1.b1_lp_arg[n * 12u + f * 4u];
+                const int8_t *restrict zf = &ctx->scratch.b1.b1_lz[n * 12u + f * 4u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 2u; j++) {
                         const uint32_t r = i * 4u + argf[i * 2u + j] / 4u;   /* padded coordinates */
@@ -503,7 +538,7 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
                         if (!(r >= 2u && r < 9u && c >= 2u && c < 9u)) continue;
                         const uint32_t hh = r - 2u, ww = c - 2u;
                         const int32_t d = dpf[i * 2u + j];
-                        const int32_t dz = (zf[hh * 7u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 7u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 2u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 2u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -531,35 +566,10 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
             }
         }
     }
-    /* layer 3 feature-extractor maxpool 3x3: kernel (3, 3), stride = kernel, padding (0, 0), output 2x2
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 3u; q++) {
-        const int8_t *restrict src = &ctx->act0.b1.b1_h[q * 49u];
-        int8_t *restrict dst = &ctx->act1.pool3.pool3_y[q * 4u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 2u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int8_t value = src[(i * 3u + a) * 7u + j * 3u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 3u + b;
-                            found = 1;
-                        }
-                    }
-                }
-                dst[i * 2u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
     /* block 2 forward linear 12->8
      * x [-67, 91], w [-32767, 32767]: acc [-35781564, 35781564] (27 bits), int32_t; y = clip(tdiv(acc, 3072), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act1.pool3.pool3_y[n * 12u];
+        const int8_t *restrict xr = &ctx->act0.pool3.pool3_y[n * 12u];
         for (uint32_t o = 0; o < 8u; o++) {
             const int16_t *restrict wr = &ctx->b2_w[o * 12u];
             int32_t acc = 0;
@@ -570,13 +580,13 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
     /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
     {
         const int8_t *restrict z = ctx->scratch.b2.b2_z;
-        int8_t *restrict h = ctx->act0.b2.b2_h;
+        int8_t *restrict h = ctx->act1.b2.b2_h;
         for (uint32_t k = 0; k < rows * 8u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 2 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-23854376, 23854376] (26 bits), int32_t; y = clip(tdiv(acc, 2048), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 8u];
+        const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 8u];
         for (uint32_t o = 0; o < 5u; o++) {
             const int16_t *restrict wr = &ctx->b2_l_w[o * 8u];
             int32_t acc = 0;
@@ -624,7 +634,7 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
             for (uint32_t i = 0; i < 8u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int16_t d = ctx->scratch.b2.b2_l_delta[n * 5u + o];
-                const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 8u];
+                const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 8u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 8u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
@@ -657,7 +667,7 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
             for (uint32_t i = 0; i < 12u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t d = ctx->scratch.b2.b2_dz[n * 8u + o];
-                const int8_t *restrict xr = &ctx->act1.pool3.pool3_y[n * 12u];
+                const int8_t *restrict xr = &ctx->act0.pool3.pool3_y[n * 12u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 12u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
@@ -672,7 +682,7 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
     /* output linear
      * x [-67, 91], w [-32767, 32767]: acc [-23854376, 23854376] (26 bits), int32_t; y = clip(tdiv(acc, 2048), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 8u];
+        const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 8u];
         for (uint32_t o = 0; o < 5u; o++) {
             const int16_t *restrict wr = &ctx->out_w[o * 8u];
             int32_t acc = 0;
@@ -707,7 +717,7 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
             for (uint32_t i = 0; i < 8u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int16_t d = ctx->scratch.out.out_delta[n * 5u + o];
-                const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 8u];
+                const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 8u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 8u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
@@ -764,74 +774,77 @@ static void ng_forward(tiny_cnn_adjust_ctx_t *ctx, const int8_t *x, uint32_t row
         int8_t *restrict h = ctx->act1.b0.b0_h;
         for (uint32_t k = 0; k < rows * 196u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
-    /* block 1 forward conv 4->3 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 9216), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-107344692, 107344692] (28 bits), int32_t
-     * Per sample, a zero-padded copy x_pad (4 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
-        for (uint32_t i = 0; i < 327u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 4u; c++) {
-            const int8_t *restrict src = &ctx->act1.b0.b0_h[(n * 4u + c) * 49u];
-            int8_t *restrict dst = &xp[c * 81u];
-            for (uint32_t r = 0; r < 7u; r++) {
-                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 3u; f++) {
-            int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-            const int16_t *restrict wf = &ctx->b1_w[f * 36u];
-            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
-            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+    /* b1: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 1 forward conv 4->3 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 9216), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-107344692, 107344692] (28 bits), int32_t
+         * Per sample, a zero-padded copy x_pad (4 planes of 9x9 and a zero tail); per output channel, the
+         * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+            for (uint32_t i = 0; i < 327u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 4u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
+                const int8_t *restrict src = &(&ctx->act1.b0.b0_h[(size_t)ns * 196u])[(n * 4u + c) * 49u];
+                int8_t *restrict dst = &xp[c * 81u];
+                for (uint32_t r = 0; r < 7u; r++) {
+                    for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
                 }
             }
-            for (uint32_t h = 0; h < 7u; h++) {
-                for (uint32_t w = 0; w < 7u; w++) {
-                    zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 9216);
-                }
-            }
-        }
-    }
-    /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b1.b1_z;
-        int8_t *restrict h = ctx->act0.b1.b1_h;
-        for (uint32_t k = 0; k < rows * 147u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* layer 3 feature-extractor maxpool 3x3: kernel (3, 3), stride = kernel, padding (0, 0), output 2x2
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 3u; q++) {
-        const int8_t *restrict src = &ctx->act0.b1.b1_h[q * 49u];
-        int8_t *restrict dst = &ctx->act1.pool3.pool3_y[q * 4u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 2u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 3u; a++) {
-                    for (uint32_t b = 0; b < 3u; b++) {
-                        const int8_t value = src[(i * 3u + a) * 7u + j * 3u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 3u + b;
-                            found = 1;
-                        }
+            for (uint32_t f = 0; f < 3u; f++) {
+                int32_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+                const int16_t *restrict wf = &ctx->b1_w[f * 36u];
+                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 3u + f) * 49u];
+                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 4u; c++) {
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(acc, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                     }
                 }
-                dst[i * 2u + j] = (int8_t)best;
-                (void)at;
+                for (uint32_t h = 0; h < 7u; h++) {
+                    for (uint32_t w = 0; w < 7u; w++) {
+                        zf[h * 7u + w] = ng_scale32(acc[h * 9u + w], 9216);
+                    }
+                }
+            }
+        }
+        /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b1.b1_z;
+            int8_t *restrict h = ctx->scratch.b1.b1_h;
+            for (uint32_t k = 0; k < 1u * 147u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* layer 3 feature-extractor maxpool 3x3: kernel (3, 3), stride = kernel, padding (0, 0), output 2x2
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 3u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b1.b1_h[q * 49u];
+            int8_t *restrict dst = &(&ctx->act0.pool3.pool3_y[(size_t)ns * 12u])[q * 4u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 2u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 3u; a++) {
+                        for (uint32_t b = 0; b < 3u; b++) {
+                            const int8_t value = src[(i * 3u + a) * 7u + j * 3u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 3u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 2u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
     /* block 2 forward linear 12->8
      * x [-67, 91], w [-32767, 32767]: acc [-35781564, 35781564] (27 bits), int32_t; y = clip(tdiv(acc, 3072), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act1.pool3.pool3_y[n * 12u];
+        const int8_t *restrict xr = &ctx->act0.pool3.pool3_y[n * 12u];
         for (uint32_t o = 0; o < 8u; o++) {
             const int16_t *restrict wr = &ctx->b2_w[o * 12u];
             int32_t acc = 0;
@@ -842,13 +855,13 @@ static void ng_forward(tiny_cnn_adjust_ctx_t *ctx, const int8_t *x, uint32_t row
     /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
     {
         const int8_t *restrict z = ctx->scratch.b2.b2_z;
-        int8_t *restrict h = ctx->act0.b2.b2_h;
+        int8_t *restrict h = ctx->act1.b2.b2_h;
         for (uint32_t k = 0; k < rows * 8u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* output linear
      * x [-67, 91], w [-32767, 32767]: acc [-23854376, 23854376] (26 bits), int32_t; y = clip(tdiv(acc, 2048), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.b2.b2_h[n * 8u];
+        const int8_t *restrict xr = &ctx->act1.b2.b2_h[n * 8u];
         for (uint32_t o = 0; o < 5u; o++) {
             const int16_t *restrict wr = &ctx->out_w[o * 8u];
             int32_t acc = 0;
@@ -963,11 +976,139 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_import_params(tiny_cnn_adjust_ctx_t *ct
     for (uint32_t i = 0; i < 40u; i++) ctx->out_w[i] = (int16_t)in[k++];
     return TINY_CNN_ADJUST_OK;
 }
+/* Checkpoints: little-endian byte images assembled with shifts (no struct copies, no type punning). */
+static const uint8_t ng_ck_magic[4] = { 0x4E, 0x47, 0x43, 0x4B };
+
+static void ng_put_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t ng_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void ng_put_u64(uint8_t *p, uint64_t v) {
+    ng_put_u32(p, (uint32_t)(v & 0xFFFFFFFFu));
+    ng_put_u32(&p[4], (uint32_t)(v >> 32));
+}
+
+static uint64_t ng_get_u64(const uint8_t *p) {
+    return (uint64_t)ng_get_u32(p) | ((uint64_t)ng_get_u32(&p[4]) << 32);
+}
+
+/** The int32 whose two's-complement bits are u, without C99's implementation-defined conversion. */
+static int32_t ng_i32_of_bits(uint32_t u) {
+    return u <= 0x7FFFFFFFu ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+/** CRC-32 of a checkpoint: bytes [0, 24) then [28, TINY_CNN_ADJUST_CHECKPOINT_BYTES), skipping the CRC field. */
+static uint32_t ng_ck_crc(const uint8_t *buf) {
+    const uint32_t crc = ng_crc32_update(0u, buf, 24u);
+    return ng_crc32_update(crc, &buf[28], TINY_CNN_ADJUST_CHECKPOINT_BYTES - 28u);
+}
+
+tiny_cnn_adjust_status_t tiny_cnn_adjust_checkpoint_save(const tiny_cnn_adjust_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written) {
+    size_t k = 28u;
+    if (written != NULL) *written = 0u;
+    if (ctx == NULL || buf == NULL || cap < TINY_CNN_ADJUST_CHECKPOINT_BYTES) return TINY_CNN_ADJUST_ERR_ARG;
+    for (uint32_t i = 0; i < 4u; i++) buf[i] = ng_ck_magic[i];
+    ng_put_u32(&buf[4], TINY_CNN_ADJUST_CHECKPOINT_VERSION);
+    ng_put_u64(&buf[8], TINY_CNN_ADJUST_CHECKPOINT_SPEC_HASH);
+    ng_put_u64(&buf[16], (uint64_t)TINY_CNN_ADJUST_CHECKPOINT_BYTES);
+    for (uint32_t i = 0; i < 72u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_w[i]);   /* blocks.0.forward.weight */
+    for (uint32_t i = 0; i < 160u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_l_w[i]);   /* blocks.0.learning.weight */
+    for (uint32_t i = 0; i < 108u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_w[i]);   /* blocks.1.forward.weight */
+    for (uint32_t i = 0; i < 60u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_l_w[i]);   /* blocks.1.learning.weight */
+    for (uint32_t i = 0; i < 96u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_w[i]);   /* blocks.2.forward.weight */
+    for (uint32_t i = 0; i < 40u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_l_w[i]);   /* blocks.2.learning.weight */
+    for (uint32_t i = 0; i < 40u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->out_w[i]);   /* output.weight */
+    ng_put_u64(&buf[2332], ctx->rng_state);
+    ng_put_u64(&buf[2340], ctx->rng_inc);
+    ng_put_u64(&buf[2348], (uint64_t)ctx->lr_inv);   /* in [1, LR_INV_MAX]: no sign to keep */
+    ng_put_u32(&buf[2356], ctx->steps);
+    ng_put_u32(&buf[2360], ctx->epoch);
+    ng_put_u32(&buf[24], ng_ck_crc(buf));
+    if (written != NULL) *written = TINY_CNN_ADJUST_CHECKPOINT_BYTES;
+    return TINY_CNN_ADJUST_OK;
+}
+
+tiny_cnn_adjust_status_t tiny_cnn_adjust_checkpoint_load(tiny_cnn_adjust_ctx_t *ctx, const uint8_t *buf, size_t n) {
+    size_t k;
+    uint64_t lr_inv;
+    if (ctx == NULL || buf == NULL) return TINY_CNN_ADJUST_ERR_ARG;
+    /* The checks of the header's list, in its order; nothing below writes ctx until all have passed. */
+    for (k = 0; k < 4u && k < n; k++) {
+        if (buf[k] != ng_ck_magic[k]) return TINY_CNN_ADJUST_ERR_MAGIC;
+    }
+    if (n < 28u) return TINY_CNN_ADJUST_ERR_TRUNCATED;
+    if (ng_get_u32(&buf[4]) != TINY_CNN_ADJUST_CHECKPOINT_VERSION) return TINY_CNN_ADJUST_ERR_VERSION;
+    if (ng_get_u64(&buf[8]) != TINY_CNN_ADJUST_CHECKPOINT_SPEC_HASH) return TINY_CNN_ADJUST_ERR_SPEC;
+    if (ng_get_u64(&buf[16]) != (uint64_t)TINY_CNN_ADJUST_CHECKPOINT_BYTES) return TINY_CNN_ADJUST_ERR_LENGTH;
+    if (n < TINY_CNN_ADJUST_CHECKPOINT_BYTES) return TINY_CNN_ADJUST_ERR_TRUNCATED;
+    if (n > TINY_CNN_ADJUST_CHECKPOINT_BYTES) return TINY_CNN_ADJUST_ERR_LENGTH;
+    if (ng_get_u32(&buf[24]) != ng_ck_crc(buf)) return TINY_CNN_ADJUST_ERR_CRC;
+    k = 28u;
+    for (uint32_t i = 0; i < 72u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ADJUST_ERR_RANGE;   /* blocks.0.forward.weight */
+    }
+    for (uint32_t i = 0; i < 160u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ADJUST_ERR_RANGE;   /* blocks.0.learning.weight */
+    }
+    for (uint32_t i = 0; i < 108u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ADJUST_ERR_RANGE;   /* blocks.1.forward.weight */
+    }
+    for (uint32_t i = 0; i < 60u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ADJUST_ERR_RANGE;   /* blocks.1.learning.weight */
+    }
+    for (uint32_t i = 0; i < 96u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ADJUST_ERR_RANGE;   /* blocks.2.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ADJUST_ERR_RANGE;   /* blocks.2.learning.weight */
+    }
+    for (uint32_t i = 0; i < 40u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_ADJUST_ERR_RANGE;   /* output.weight */
+    }
+    lr_inv = ng_get_u64(&buf[2348]);
+    if (lr_inv < 1u || lr_inv > (uint64_t)TINY_CNN_ADJUST_LR_INV_MAX) return TINY_CNN_ADJUST_ERR_RANGE;
+    if ((ng_get_u64(&buf[2340]) & 1u) == 0u) return TINY_CNN_ADJUST_ERR_RANGE;   /* PCG needs an odd increment */
+    k = 28u;
+    for (uint32_t i = 0; i < 72u; i++, k += 4u) ctx->b0_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 160u; i++, k += 4u) ctx->b0_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 108u; i++, k += 4u) ctx->b1_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 60u; i++, k += 4u) ctx->b1_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 96u; i++, k += 4u) ctx->b2_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40u; i++, k += 4u) ctx->b2_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40u; i++, k += 4u) ctx->out_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    ctx->rng_state = ng_get_u64(&buf[2332]);
+    ctx->rng_inc = ng_get_u64(&buf[2340]);
+    ctx->lr_inv = (int64_t)lr_inv;   /* <= LR_INV_MAX < 2^63: exact */
+    ctx->steps = ng_get_u32(&buf[2356]);
+    ctx->epoch = ng_get_u32(&buf[2360]);
+    return TINY_CNN_ADJUST_OK;
+}
 
 const char *tiny_cnn_adjust_status_str(tiny_cnn_adjust_status_t status) {
     switch (status) {
     case TINY_CNN_ADJUST_OK: return "success";
     case TINY_CNN_ADJUST_ERR_ARG: return "NULL pointer or out-of-range argument; the context is unchanged";
+    case TINY_CNN_ADJUST_ERR_MAGIC: return "not a nitrogen checkpoint (wrong magic bytes)";
+    case TINY_CNN_ADJUST_ERR_VERSION: return "checkpoint format version not supported by this build";
+    case TINY_CNN_ADJUST_ERR_SPEC: return "checkpoint of another network (spec hash differs)";
+    case TINY_CNN_ADJUST_ERR_TRUNCATED: return "checkpoint truncated (shorter than its header or its length field)";
+    case TINY_CNN_ADJUST_ERR_LENGTH: return "checkpoint length field does not match this network, or bytes after its end";
+    case TINY_CNN_ADJUST_ERR_CRC: return "checkpoint corrupt (CRC-32 mismatch)";
+    case TINY_CNN_ADJUST_ERR_RANGE: return "checkpoint value out of range (a parameter, lr_inv or the PRNG increment)";
     }
     return "unknown status";
 }

@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define TINY_CNN_ADJUST_NITROGEN_ABI 1
+#define TINY_CNN_ADJUST_NITROGEN_ABI 2
 #define TINY_CNN_ADJUST_BATCH 4
 #define TINY_CNN_ADJUST_CHANNELS 2
 #define TINY_CNN_ADJUST_HEIGHT 7
@@ -45,11 +45,21 @@ extern "C" {
 #define TINY_CNN_ADJUST_LR_INV_INIT 16
 #define TINY_CNN_ADJUST_LR_INV_MAX INT64_C(2401919801264264)
 #define TINY_CNN_ADJUST_CTX_BYTES 5296u   /**< sizeof(tiny_cnn_adjust_ctx_t) with natural alignment */
+#define TINY_CNN_ADJUST_CHECKPOINT_VERSION 1u   /**< checkpoint format version written and accepted */
+#define TINY_CNN_ADJUST_CHECKPOINT_SPEC_HASH UINT64_C(0x8F3B8FE987D0BEAE)   /**< identifies compatible builds; see tiny_cnn_adjust_checkpoint_save() */
+#define TINY_CNN_ADJUST_CHECKPOINT_BYTES 2364u   /**< size of a checkpoint: header, parameters, training state */
 
 /** Status codes returned by every function. */
 typedef enum {
     TINY_CNN_ADJUST_OK = 0,   /**< success */
     TINY_CNN_ADJUST_ERR_ARG = -1,   /**< NULL pointer or out-of-range argument; the context is unchanged */
+    TINY_CNN_ADJUST_ERR_MAGIC = -2,   /**< not a nitrogen checkpoint (wrong magic bytes) */
+    TINY_CNN_ADJUST_ERR_VERSION = -3,   /**< checkpoint format version not supported by this build */
+    TINY_CNN_ADJUST_ERR_SPEC = -4,   /**< checkpoint of another network (spec hash differs) */
+    TINY_CNN_ADJUST_ERR_TRUNCATED = -5,   /**< checkpoint truncated (shorter than its header or its length field) */
+    TINY_CNN_ADJUST_ERR_LENGTH = -6,   /**< checkpoint length field does not match this network, or bytes after its end */
+    TINY_CNN_ADJUST_ERR_CRC = -7,   /**< checkpoint corrupt (CRC-32 mismatch) */
+    TINY_CNN_ADJUST_ERR_RANGE = -8,   /**< checkpoint value out of range (a parameter, lr_inv or the PRNG increment) */
 } tiny_cnn_adjust_status_t;
 
 /** Integer statistics of one training step (before that step's updates). */
@@ -90,11 +100,13 @@ typedef struct {
             int32_t b1_l_dx[48];   /**< block 1 learning input gradient [4, 12], range [-26049765, 26049765] */
             int32_t b1_acc_plane[64];   /**< block 1 accumulators of one output channel, rows of stride 9 [64], range [-107344692, 107344692] */
             int32_t b1_l_row[12];   /**< block 1 learning linear update: one output row of the weight gradient [12], range [-57876, 46228] */
-            uint16_t b1_lp_arg[48];   /**< block 1 learning max pool: argmax offset a*kw + b in its window [4, 12], range [0, 15] */
             int16_t b1_l_delta[20];   /**< block 1 local loss: loss gradient [4, 5], range [-159, 127] */
-            int8_t b1_z[588];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) [4, 147], range [-127, 127] */
+            int8_t b1_z[147];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 147], range [-127, 127] */
+            int8_t b1_h[147];   /**< block 1 NITRO-ReLU output of one sample [1, 147], range [-67, 91] */
             int8_t b1_xpad[327];   /**< block 1 zero-padded input of one sample [327], range [-67, 91] */
             int8_t b1_lp[48];   /**< block 1 learning max pool (4, 4) pad (2, 2) [4, 12], range [-67, 91] */
+            uint8_t b1_lp_arg[48];   /**< block 1 learning max pool: argmax offset a*kw + b in its window [4, 12], range [0, 15] */
+            int8_t b1_lz[48];   /**< block 1 NITRO-ReLU input at each window's argmax cell [4, 12], range [-127, 127] */
             int8_t b1_l_logits[20];   /**< block 1 local logits [4, 5], range [-127, 127] */
         } b1;
         struct {
@@ -117,25 +129,23 @@ typedef struct {
             int16_t drop0_y[392];   /**< layer 0 dropout 7% output [4, 98], range [-137, 136] */
         } drop0;
         struct {
-            int8_t b1_h[588];   /**< block 1 NITRO-ReLU output [4, 147], range [-67, 91] */
-        } b1;
-        struct {
-            int8_t b2_h[32];   /**< block 2 NITRO-ReLU output [4, 8], range [-67, 91] */
-        } b2;
+            int8_t pool3_y[48];   /**< layer 3 maxpool 3x3 output [4, 12], range [-67, 91] */
+        } pool3;
     } act0;
     union {   /* act1: groups with disjoint lifetimes share these 784 bytes */
         struct {
             int8_t b0_h[784];   /**< block 0 NITRO-ReLU output [4, 196], range [-67, 91] */
         } b0;
         struct {
-            int8_t pool3_y[48];   /**< layer 3 maxpool 3x3 output [4, 12], range [-67, 91] */
-        } pool3;
+            int8_t b2_h[32];   /**< block 2 NITRO-ReLU output [4, 8], range [-67, 91] */
+        } b2;
     } act1;
     uint32_t steps;   /**< training steps taken since init */
+    uint32_t epoch;   /**< epochs completed: maintained by the caller (init sets 0, train_step never changes it), kept in checkpoints so a resumed run knows where it stands */
 } tiny_cnn_adjust_ctx_t;
 
 /**
- * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv and the step counter.
+ * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv, the step counter and epoch (0).
  * @param[out] ctx   Model state, TINY_CNN_ADJUST_CTX_BYTES bytes, caller-owned.
  * @param[in]  seed  Run seed s; rng_train = PCG32 seed(s, 0). Same seed, same parameters as the NumPy reference.
  * @return TINY_CNN_ADJUST_OK, or TINY_CNN_ADJUST_ERR_ARG if ctx is NULL.
@@ -212,6 +222,61 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_import_params(tiny_cnn_adjust_ctx_t *ct
  * @return The checksum; 0 if ctx is NULL.
  */
 uint32_t tiny_cnn_adjust_params_crc32(const tiny_cnn_adjust_ctx_t *ctx);
+
+/**
+ * @brief Write a checkpoint: every parameter and the training state needed to resume, as
+ *        TINY_CNN_ADJUST_CHECKPOINT_BYTES bytes, little-endian whatever the host's byte order.
+ *
+ * Layout (offsets in bytes; nitrogen's Python `nitrogen.checkpoint` reads and writes the same format):
+ *   - offset 0, 4 bytes, magic: the bytes "NGCK"
+ *   - offset 4, 4 bytes, version: uint32 format version
+ *   - offset 8, 8 bytes, spec_hash: uint64 spec hash, TINY_CNN_ADJUST_CHECKPOINT_SPEC_HASH
+ *   - offset 16, 8 bytes, length: uint64 total length in bytes, header included
+ *   - offset 24, 4 bytes, crc32: uint32 CRC-32 (zlib) of bytes [0, 24) followed by bytes [28, length)
+ *   - offset 28, 2304 bytes, params: the TINY_CNN_ADJUST_PARAMS_COUNT parameters as int32, in the order of tiny_cnn_adjust_export_params()
+ *   - offset 2332, 8 bytes, rng_state: uint64 PCG32 state of rng_train
+ *   - offset 2340, 8 bytes, rng_inc: uint64 PCG32 increment (odd)
+ *   - offset 2348, 8 bytes, lr_inv: int64 learning-rate inverse, in [1, TINY_CNN_ADJUST_LR_INV_MAX]
+ *   - offset 2356, 4 bytes, steps: uint32 training steps taken
+ *   - offset 2360, 4 bytes, epoch: uint32 epochs completed (caller-maintained)
+ *
+ * The spec hash is the first 8 bytes, read big-endian, of the SHA-256 of a canonical text (stored like every
+ * field, little-endian) that describes what the parameters mean: semantics, weight storage, input shape, classes, the evaluation forward (sizes,
+ * scaling factors, NITRO-ReLU slopes, pools) and every parameter's name, shape and range. It leaves out
+ * the model name and what only steers training (batch size, lr_inv, amplification, decay, target,
+ * dropout, augmentation, seed, schedules): a checkpoint written at batch 64 loads into a batch-1 build.
+ * `nitrogen.layout.checkpoint_spec_text()` gives the text.
+ * The caller keeps ctx->epoch (epochs completed) up to date; it is saved, never interpreted.
+ * @param[in]  ctx      Model state.
+ * @param[out] buf      At least TINY_CNN_ADJUST_CHECKPOINT_BYTES bytes; nothing is written on failure.
+ * @param[in]  cap      Size of buf in bytes.
+ * @param[out] written  May be NULL; TINY_CNN_ADJUST_CHECKPOINT_BYTES on success, 0 on failure.
+ * @return TINY_CNN_ADJUST_OK; TINY_CNN_ADJUST_ERR_ARG if ctx or buf is NULL or cap < TINY_CNN_ADJUST_CHECKPOINT_BYTES.
+ */
+tiny_cnn_adjust_status_t tiny_cnn_adjust_checkpoint_save(const tiny_cnn_adjust_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
+
+/**
+ * @brief Restore a checkpoint written by tiny_cnn_adjust_checkpoint_save() (or by nitrogen's Python) for this network.
+ *
+ * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.
+ * The checks run in this order, and the first that fails gives the status:
+ *   1. ctx or buf NULL: TINY_CNN_ADJUST_ERR_ARG;
+ *   2. one of the first min(n, 4) bytes differs from the magic: TINY_CNN_ADJUST_ERR_MAGIC;
+ *   3. n < 28 (no complete header): TINY_CNN_ADJUST_ERR_TRUNCATED;
+ *   4. version != TINY_CNN_ADJUST_CHECKPOINT_VERSION: TINY_CNN_ADJUST_ERR_VERSION;
+ *   5. spec hash != TINY_CNN_ADJUST_CHECKPOINT_SPEC_HASH: TINY_CNN_ADJUST_ERR_SPEC;
+ *   6. length field != TINY_CNN_ADJUST_CHECKPOINT_BYTES: TINY_CNN_ADJUST_ERR_LENGTH;
+ *   7. n < TINY_CNN_ADJUST_CHECKPOINT_BYTES: TINY_CNN_ADJUST_ERR_TRUNCATED; n > TINY_CNN_ADJUST_CHECKPOINT_BYTES: TINY_CNN_ADJUST_ERR_LENGTH;
+ *   8. CRC-32 mismatch: TINY_CNN_ADJUST_ERR_CRC;
+ *   9. a parameter outside its tensor's range, lr_inv outside [1, TINY_CNN_ADJUST_LR_INV_MAX] or an even PCG
+ *      increment: TINY_CNN_ADJUST_ERR_RANGE.
+ * So a flipped bit gives MAGIC, VERSION, SPEC or LENGTH in those header fields and CRC anywhere else,
+ * and every truncation gives TRUNCATED.
+ * @param[in,out] ctx  Model state; on success parameters, PRNG, lr_inv, steps and epoch come from buf.
+ * @param[in]     buf  n bytes.
+ * @return TINY_CNN_ADJUST_OK or one of the statuses above.
+ */
+tiny_cnn_adjust_status_t tiny_cnn_adjust_checkpoint_load(tiny_cnn_adjust_ctx_t *ctx, const uint8_t *buf, size_t n);
 
 /** @brief A short English description of a status code. */
 const char *tiny_cnn_adjust_status_str(tiny_cnn_adjust_status_t status);

@@ -5,7 +5,7 @@
  */
 #include "tiny_cnn_avg.h"
 
-#if TINY_CNN_AVG_NITROGEN_ABI != 1
+#if TINY_CNN_AVG_NITROGEN_ABI != 2
 #error "tiny_cnn_avg.h and tiny_cnn_avg.c come from different nitrogen versions: regenerate both"
 #endif
 
@@ -177,6 +177,7 @@ tiny_cnn_avg_status_t tiny_cnn_avg_init(tiny_cnn_avg_ctx_t *ctx, uint64_t seed) 
     }
     ctx->lr_inv = TINY_CNN_AVG_LR_INV_INIT;
     ctx->steps = 0u;
+    ctx->epoch = 0u;
     return TINY_CNN_AVG_OK;
 }
 
@@ -796,11 +797,127 @@ tiny_cnn_avg_status_t tiny_cnn_avg_import_params(tiny_cnn_avg_ctx_t *ctx, const 
     for (uint32_t i = 0; i < 81u; i++) ctx->out_w[i] = (int16_t)in[k++];
     return TINY_CNN_AVG_OK;
 }
+/* Checkpoints: little-endian byte images assembled with shifts (no struct copies, no type punning). */
+static const uint8_t ng_ck_magic[4] = { 0x4E, 0x47, 0x43, 0x4B };
+
+static void ng_put_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t ng_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void ng_put_u64(uint8_t *p, uint64_t v) {
+    ng_put_u32(p, (uint32_t)(v & 0xFFFFFFFFu));
+    ng_put_u32(&p[4], (uint32_t)(v >> 32));
+}
+
+static uint64_t ng_get_u64(const uint8_t *p) {
+    return (uint64_t)ng_get_u32(p) | ((uint64_t)ng_get_u32(&p[4]) << 32);
+}
+
+/** The int32 whose two's-complement bits are u, without C99's implementation-defined conversion. */
+static int32_t ng_i32_of_bits(uint32_t u) {
+    return u <= 0x7FFFFFFFu ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+/** CRC-32 of a checkpoint: bytes [0, 24) then [28, TINY_CNN_AVG_CHECKPOINT_BYTES), skipping the CRC field. */
+static uint32_t ng_ck_crc(const uint8_t *buf) {
+    const uint32_t crc = ng_crc32_update(0u, buf, 24u);
+    return ng_crc32_update(crc, &buf[28], TINY_CNN_AVG_CHECKPOINT_BYTES - 28u);
+}
+
+tiny_cnn_avg_status_t tiny_cnn_avg_checkpoint_save(const tiny_cnn_avg_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written) {
+    size_t k = 28u;
+    if (written != NULL) *written = 0u;
+    if (ctx == NULL || buf == NULL || cap < TINY_CNN_AVG_CHECKPOINT_BYTES) return TINY_CNN_AVG_ERR_ARG;
+    for (uint32_t i = 0; i < 4u; i++) buf[i] = ng_ck_magic[i];
+    ng_put_u32(&buf[4], TINY_CNN_AVG_CHECKPOINT_VERSION);
+    ng_put_u64(&buf[8], TINY_CNN_AVG_CHECKPOINT_SPEC_HASH);
+    ng_put_u64(&buf[16], (uint64_t)TINY_CNN_AVG_CHECKPOINT_BYTES);
+    for (uint32_t i = 0; i < 72u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_w[i]);   /* blocks.0.forward.weight */
+    for (uint32_t i = 0; i < 192u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_l_w[i]);   /* blocks.0.learning.weight */
+    for (uint32_t i = 0; i < 48u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_w[i]);   /* blocks.1.forward.weight */
+    for (uint32_t i = 0; i < 81u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_l_w[i]);   /* blocks.1.learning.weight */
+    for (uint32_t i = 0; i < 81u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->out_w[i]);   /* output.weight */
+    ng_put_u64(&buf[1924], ctx->rng_state);
+    ng_put_u64(&buf[1932], ctx->rng_inc);
+    ng_put_u64(&buf[1940], (uint64_t)ctx->lr_inv);   /* in [1, LR_INV_MAX]: no sign to keep */
+    ng_put_u32(&buf[1948], ctx->steps);
+    ng_put_u32(&buf[1952], ctx->epoch);
+    ng_put_u32(&buf[24], ng_ck_crc(buf));
+    if (written != NULL) *written = TINY_CNN_AVG_CHECKPOINT_BYTES;
+    return TINY_CNN_AVG_OK;
+}
+
+tiny_cnn_avg_status_t tiny_cnn_avg_checkpoint_load(tiny_cnn_avg_ctx_t *ctx, const uint8_t *buf, size_t n) {
+    size_t k;
+    uint64_t lr_inv;
+    if (ctx == NULL || buf == NULL) return TINY_CNN_AVG_ERR_ARG;
+    /* The checks of the header's list, in its order; nothing below writes ctx until all have passed. */
+    for (k = 0; k < 4u && k < n; k++) {
+        if (buf[k] != ng_ck_magic[k]) return TINY_CNN_AVG_ERR_MAGIC;
+    }
+    if (n < 28u) return TINY_CNN_AVG_ERR_TRUNCATED;
+    if (ng_get_u32(&buf[4]) != TINY_CNN_AVG_CHECKPOINT_VERSION) return TINY_CNN_AVG_ERR_VERSION;
+    if (ng_get_u64(&buf[8]) != TINY_CNN_AVG_CHECKPOINT_SPEC_HASH) return TINY_CNN_AVG_ERR_SPEC;
+    if (ng_get_u64(&buf[16]) != (uint64_t)TINY_CNN_AVG_CHECKPOINT_BYTES) return TINY_CNN_AVG_ERR_LENGTH;
+    if (n < TINY_CNN_AVG_CHECKPOINT_BYTES) return TINY_CNN_AVG_ERR_TRUNCATED;
+    if (n > TINY_CNN_AVG_CHECKPOINT_BYTES) return TINY_CNN_AVG_ERR_LENGTH;
+    if (ng_get_u32(&buf[24]) != ng_ck_crc(buf)) return TINY_CNN_AVG_ERR_CRC;
+    k = 28u;
+    for (uint32_t i = 0; i < 72u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_AVG_ERR_RANGE;   /* blocks.0.forward.weight */
+    }
+    for (uint32_t i = 0; i < 192u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_AVG_ERR_RANGE;   /* blocks.0.learning.weight */
+    }
+    for (uint32_t i = 0; i < 48u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_AVG_ERR_RANGE;   /* blocks.1.forward.weight */
+    }
+    for (uint32_t i = 0; i < 81u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_AVG_ERR_RANGE;   /* blocks.1.learning.weight */
+    }
+    for (uint32_t i = 0; i < 81u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return TINY_CNN_AVG_ERR_RANGE;   /* output.weight */
+    }
+    lr_inv = ng_get_u64(&buf[1940]);
+    if (lr_inv < 1u || lr_inv > (uint64_t)TINY_CNN_AVG_LR_INV_MAX) return TINY_CNN_AVG_ERR_RANGE;
+    if ((ng_get_u64(&buf[1932]) & 1u) == 0u) return TINY_CNN_AVG_ERR_RANGE;   /* PCG needs an odd increment */
+    k = 28u;
+    for (uint32_t i = 0; i < 72u; i++, k += 4u) ctx->b0_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 192u; i++, k += 4u) ctx->b0_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 48u; i++, k += 4u) ctx->b1_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 81u; i++, k += 4u) ctx->b1_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 81u; i++, k += 4u) ctx->out_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    ctx->rng_state = ng_get_u64(&buf[1924]);
+    ctx->rng_inc = ng_get_u64(&buf[1932]);
+    ctx->lr_inv = (int64_t)lr_inv;   /* <= LR_INV_MAX < 2^63: exact */
+    ctx->steps = ng_get_u32(&buf[1948]);
+    ctx->epoch = ng_get_u32(&buf[1952]);
+    return TINY_CNN_AVG_OK;
+}
 
 const char *tiny_cnn_avg_status_str(tiny_cnn_avg_status_t status) {
     switch (status) {
     case TINY_CNN_AVG_OK: return "success";
     case TINY_CNN_AVG_ERR_ARG: return "NULL pointer or out-of-range argument; the context is unchanged";
+    case TINY_CNN_AVG_ERR_MAGIC: return "not a nitrogen checkpoint (wrong magic bytes)";
+    case TINY_CNN_AVG_ERR_VERSION: return "checkpoint format version not supported by this build";
+    case TINY_CNN_AVG_ERR_SPEC: return "checkpoint of another network (spec hash differs)";
+    case TINY_CNN_AVG_ERR_TRUNCATED: return "checkpoint truncated (shorter than its header or its length field)";
+    case TINY_CNN_AVG_ERR_LENGTH: return "checkpoint length field does not match this network, or bytes after its end";
+    case TINY_CNN_AVG_ERR_CRC: return "checkpoint corrupt (CRC-32 mismatch)";
+    case TINY_CNN_AVG_ERR_RANGE: return "checkpoint value out of range (a parameter, lr_inv or the PRNG increment)";
     }
     return "unknown status";
 }

@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define TINY_CNN_AVG_NITROGEN_ABI 1
+#define TINY_CNN_AVG_NITROGEN_ABI 2
 #define TINY_CNN_AVG_BATCH 3
 #define TINY_CNN_AVG_CHANNELS 2
 #define TINY_CNN_AVG_HEIGHT 8
@@ -45,11 +45,21 @@ extern "C" {
 #define TINY_CNN_AVG_LR_INV_INIT 32
 #define TINY_CNN_AVG_LR_INV_MAX INT64_C(24019198012642645)
 #define TINY_CNN_AVG_CTX_BYTES 5264u   /**< sizeof(tiny_cnn_avg_ctx_t) with natural alignment */
+#define TINY_CNN_AVG_CHECKPOINT_VERSION 1u   /**< checkpoint format version written and accepted */
+#define TINY_CNN_AVG_CHECKPOINT_SPEC_HASH UINT64_C(0x483974C83E450E54)   /**< identifies compatible builds; see tiny_cnn_avg_checkpoint_save() */
+#define TINY_CNN_AVG_CHECKPOINT_BYTES 1956u   /**< size of a checkpoint: header, parameters, training state */
 
 /** Status codes returned by every function. */
 typedef enum {
     TINY_CNN_AVG_OK = 0,   /**< success */
     TINY_CNN_AVG_ERR_ARG = -1,   /**< NULL pointer or out-of-range argument; the context is unchanged */
+    TINY_CNN_AVG_ERR_MAGIC = -2,   /**< not a nitrogen checkpoint (wrong magic bytes) */
+    TINY_CNN_AVG_ERR_VERSION = -3,   /**< checkpoint format version not supported by this build */
+    TINY_CNN_AVG_ERR_SPEC = -4,   /**< checkpoint of another network (spec hash differs) */
+    TINY_CNN_AVG_ERR_TRUNCATED = -5,   /**< checkpoint truncated (shorter than its header or its length field) */
+    TINY_CNN_AVG_ERR_LENGTH = -6,   /**< checkpoint length field does not match this network, or bytes after its end */
+    TINY_CNN_AVG_ERR_CRC = -7,   /**< checkpoint corrupt (CRC-32 mismatch) */
+    TINY_CNN_AVG_ERR_RANGE = -8,   /**< checkpoint value out of range (a parameter, lr_inv or the PRNG increment) */
 } tiny_cnn_avg_status_t;
 
 /** Integer statistics of one training step (before that step's updates). */
@@ -122,10 +132,11 @@ typedef struct {
         } b1;
     } act0;
     uint32_t steps;   /**< training steps taken since init */
+    uint32_t epoch;   /**< epochs completed: maintained by the caller (init sets 0, train_step never changes it), kept in checkpoints so a resumed run knows where it stands */
 } tiny_cnn_avg_ctx_t;
 
 /**
- * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv and the step counter.
+ * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv, the step counter and epoch (0).
  * @param[out] ctx   Model state, TINY_CNN_AVG_CTX_BYTES bytes, caller-owned.
  * @param[in]  seed  Run seed s; rng_train = PCG32 seed(s, 0). Same seed, same parameters as the NumPy reference.
  * @return TINY_CNN_AVG_OK, or TINY_CNN_AVG_ERR_ARG if ctx is NULL.
@@ -200,6 +211,61 @@ tiny_cnn_avg_status_t tiny_cnn_avg_import_params(tiny_cnn_avg_ctx_t *ctx, const 
  * @return The checksum; 0 if ctx is NULL.
  */
 uint32_t tiny_cnn_avg_params_crc32(const tiny_cnn_avg_ctx_t *ctx);
+
+/**
+ * @brief Write a checkpoint: every parameter and the training state needed to resume, as
+ *        TINY_CNN_AVG_CHECKPOINT_BYTES bytes, little-endian whatever the host's byte order.
+ *
+ * Layout (offsets in bytes; nitrogen's Python `nitrogen.checkpoint` reads and writes the same format):
+ *   - offset 0, 4 bytes, magic: the bytes "NGCK"
+ *   - offset 4, 4 bytes, version: uint32 format version
+ *   - offset 8, 8 bytes, spec_hash: uint64 spec hash, TINY_CNN_AVG_CHECKPOINT_SPEC_HASH
+ *   - offset 16, 8 bytes, length: uint64 total length in bytes, header included
+ *   - offset 24, 4 bytes, crc32: uint32 CRC-32 (zlib) of bytes [0, 24) followed by bytes [28, length)
+ *   - offset 28, 1896 bytes, params: the TINY_CNN_AVG_PARAMS_COUNT parameters as int32, in the order of tiny_cnn_avg_export_params()
+ *   - offset 1924, 8 bytes, rng_state: uint64 PCG32 state of rng_train
+ *   - offset 1932, 8 bytes, rng_inc: uint64 PCG32 increment (odd)
+ *   - offset 1940, 8 bytes, lr_inv: int64 learning-rate inverse, in [1, TINY_CNN_AVG_LR_INV_MAX]
+ *   - offset 1948, 4 bytes, steps: uint32 training steps taken
+ *   - offset 1952, 4 bytes, epoch: uint32 epochs completed (caller-maintained)
+ *
+ * The spec hash is the first 8 bytes, read big-endian, of the SHA-256 of a canonical text (stored like every
+ * field, little-endian) that describes what the parameters mean: semantics, weight storage, input shape, classes, the evaluation forward (sizes,
+ * scaling factors, NITRO-ReLU slopes, pools) and every parameter's name, shape and range. It leaves out
+ * the model name and what only steers training (batch size, lr_inv, amplification, decay, target,
+ * dropout, augmentation, seed, schedules): a checkpoint written at batch 64 loads into a batch-1 build.
+ * `nitrogen.layout.checkpoint_spec_text()` gives the text.
+ * The caller keeps ctx->epoch (epochs completed) up to date; it is saved, never interpreted.
+ * @param[in]  ctx      Model state.
+ * @param[out] buf      At least TINY_CNN_AVG_CHECKPOINT_BYTES bytes; nothing is written on failure.
+ * @param[in]  cap      Size of buf in bytes.
+ * @param[out] written  May be NULL; TINY_CNN_AVG_CHECKPOINT_BYTES on success, 0 on failure.
+ * @return TINY_CNN_AVG_OK; TINY_CNN_AVG_ERR_ARG if ctx or buf is NULL or cap < TINY_CNN_AVG_CHECKPOINT_BYTES.
+ */
+tiny_cnn_avg_status_t tiny_cnn_avg_checkpoint_save(const tiny_cnn_avg_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
+
+/**
+ * @brief Restore a checkpoint written by tiny_cnn_avg_checkpoint_save() (or by nitrogen's Python) for this network.
+ *
+ * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.
+ * The checks run in this order, and the first that fails gives the status:
+ *   1. ctx or buf NULL: TINY_CNN_AVG_ERR_ARG;
+ *   2. one of the first min(n, 4) bytes differs from the magic: TINY_CNN_AVG_ERR_MAGIC;
+ *   3. n < 28 (no complete header): TINY_CNN_AVG_ERR_TRUNCATED;
+ *   4. version != TINY_CNN_AVG_CHECKPOINT_VERSION: TINY_CNN_AVG_ERR_VERSION;
+ *   5. spec hash != TINY_CNN_AVG_CHECKPOINT_SPEC_HASH: TINY_CNN_AVG_ERR_SPEC;
+ *   6. length field != TINY_CNN_AVG_CHECKPOINT_BYTES: TINY_CNN_AVG_ERR_LENGTH;
+ *   7. n < TINY_CNN_AVG_CHECKPOINT_BYTES: TINY_CNN_AVG_ERR_TRUNCATED; n > TINY_CNN_AVG_CHECKPOINT_BYTES: TINY_CNN_AVG_ERR_LENGTH;
+ *   8. CRC-32 mismatch: TINY_CNN_AVG_ERR_CRC;
+ *   9. a parameter outside its tensor's range, lr_inv outside [1, TINY_CNN_AVG_LR_INV_MAX] or an even PCG
+ *      increment: TINY_CNN_AVG_ERR_RANGE.
+ * So a flipped bit gives MAGIC, VERSION, SPEC or LENGTH in those header fields and CRC anywhere else,
+ * and every truncation gives TRUNCATED.
+ * @param[in,out] ctx  Model state; on success parameters, PRNG, lr_inv, steps and epoch come from buf.
+ * @param[in]     buf  n bytes.
+ * @return TINY_CNN_AVG_OK or one of the statuses above.
+ */
+tiny_cnn_avg_status_t tiny_cnn_avg_checkpoint_load(tiny_cnn_avg_ctx_t *ctx, const uint8_t *buf, size_t n);
 
 /** @brief A short English description of a status code. */
 const char *tiny_cnn_avg_status_str(tiny_cnn_avg_status_t status);

@@ -5,7 +5,7 @@
  */
 #include "tiny_cnn_ref.h"
 
-#if TINY_CNN_REF_NITROGEN_ABI != 1
+#if TINY_CNN_REF_NITROGEN_ABI != 2
 #error "tiny_cnn_ref.h and tiny_cnn_ref.c come from different nitrogen versions: regenerate both"
 #endif
 
@@ -189,6 +189,7 @@ tiny_cnn_ref_status_t tiny_cnn_ref_init(tiny_cnn_ref_ctx_t *ctx, uint64_t seed) 
     }
     ctx->lr_inv = TINY_CNN_REF_LR_INV_INIT;
     ctx->steps = 0u;
+    ctx->epoch = 0u;
     return TINY_CNN_REF_OK;
 }
 
@@ -220,70 +221,79 @@ tiny_cnn_ref_status_t tiny_cnn_ref_train_step(tiny_cnn_ref_ctx_t *ctx, const int
             for (uint32_t j = 0; j < count; j++) ng_flip(&dst[j * 25u], 1u, 5u, 5u);
         }
     }
-    /* block 0 forward conv 1->2 3x3/1, 5->5: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
-     * x [-128, 127], w [-2147483648, 2147483647]: acc [-2473901161344, 2473901162496] (43 bits), wrapped to int32_t
-     * Per sample, a zero-padded copy x_pad (1 planes of 7x7 and a zero tail); per output channel, the
-     * accumulators are rows of stride 7, so each kernel row (c, a) is one contiguous loop of 48
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 5 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
-        for (uint32_t i = 0; i < 64u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 1u; c++) {
-            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 1u + c) * 25u];
-            int8_t *restrict dst = &xp[c * 49u];
-            for (uint32_t r = 0; r < 5u; r++) {
-                for (uint32_t s = 0; s < 5u; s++) dst[(r + 1u) * 7u + 1u + s] = src[r * 5u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 2u; f++) {
-            uint32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-            const int32_t *restrict wf = &ctx->b0_w[f * 9u];
-            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
-            for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
+    /* b0: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 0 forward conv 1->2 3x3/1, 5->5: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
+         * x [-128, 127], w [-2147483648, 2147483647]: acc [-2473901161344, 2473901162496] (43 bits), wrapped to int32_t
+         * Per sample, a zero-padded copy x_pad (1 planes of 7x7 and a zero tail); per output channel, the
+         * accumulators are rows of stride 7, so each kernel row (c, a) is one contiguous loop of 48
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 5 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+            for (uint32_t i = 0; i < 64u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_u32_i8_i32(acc, &xp[c * 49u + a * 7u], &wf[(c * 3u + a) * 3u], 48u);
+                const int8_t *restrict src = &(&ctx->aug.aug.x_aug[(size_t)ns * 25u])[(n * 1u + c) * 25u];
+                int8_t *restrict dst = &xp[c * 49u];
+                for (uint32_t r = 0; r < 5u; r++) {
+                    for (uint32_t s = 0; s < 5u; s++) dst[(r + 1u) * 7u + 1u + s] = src[r * 5u + s];
                 }
             }
-            for (uint32_t h = 0; h < 5u; h++) {
-                for (uint32_t w = 0; w < 5u; w++) {
-                    zf[h * 5u + w] = ng_scale32(ng_wrap32(acc[h * 7u + w]), 2304);
-                }
-            }
-        }
-    }
-    /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b0.b0_z;
-        int8_t *restrict h = ctx->act0.b0.b0_h;
-        for (uint32_t k = 0; k < rows * 50u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 0 learning max pool: kernel (4, 2), stride = kernel, padding (2, 1), output 2x3
-     * candidates: every window cell, padding cells holding 0 (reference semantics); the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 2u; q++) {
-        const int8_t *restrict src = &ctx->act0.b0.b0_h[q * 25u];
-        int8_t *restrict dst = &ctx->scratch.b0.b0_lp[q * 6u];
-        uint16_t *restrict arg = &ctx->scratch.b0.b0_lp_arg[q * 6u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 3u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 4u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const uint32_t r = i * 4u + a, c = j * 2u + b;   /* padded coordinates */
-                        const int real = r >= 2u && r < 7u && c >= 1u && c < 6u;
-                        const int8_t value = real ? src[(r - 2u) * 5u + c - 1u] : 0;
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
-                        }
+            for (uint32_t f = 0; f < 2u; f++) {
+                uint32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+                const int32_t *restrict wf = &ctx->b0_w[f * 9u];
+                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
+                for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 1u; c++) {
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_u32_i8_i32(acc, &xp[c * 49u + a * 7u], &wf[(c * 3u + a) * 3u], 48u);
                     }
                 }
-                dst[i * 3u + j] = (int8_t)best;
-                arg[i * 3u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 5u; h++) {
+                    for (uint32_t w = 0; w < 5u; w++) {
+                        zf[h * 5u + w] = ng_scale32(ng_wrap32(acc[h * 7u + w]), 2304);
+                    }
+                }
+            }
+        }
+        /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b0.b0_z;
+            int8_t *restrict h = (&ctx->act0.b0.b0_h[(size_t)ns * 50u]);
+            for (uint32_t k = 0; k < 1u * 50u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 0 learning max pool: kernel (4, 2), stride = kernel, padding (2, 1), output 2x3
+         * candidates: every window cell, padding cells holding 0 (reference semantics); the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 2u; q++) {
+            const int8_t *restrict src = &(&ctx->act0.b0.b0_h[(size_t)ns * 50u])[q * 25u];
+            int8_t *restrict dst = &(&ctx->scratch.b0.b0_lp[(size_t)ns * 12u])[q * 6u];
+            uint8_t *restrict arg = &(&ctx->scratch.b0.b0_lp_arg[(size_t)ns * 12u])[q * 6u];
+            const int8_t *restrict zq = &ctx->scratch.b0.b0_z[q * 25u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b0.b0_lz[(size_t)ns * 12u])[q * 6u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 3u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 4u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const uint32_t r = i * 4u + a, c = j * 2u + b;   /* padded coordinates */
+                            const int real = r >= 2u && r < 7u && c >= 1u && c < 6u;
+                            const int8_t value = real ? src[(r - 2u) * 5u + c - 1u] : 0;
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 3u + j] = (int8_t)best;
+                    arg[i * 3u + j] = (uint8_t)at;
+                    {   /* z at the argmax cell, kept for the backward; 0 on a padding cell, whose gradient is discarded */
+                        const uint32_t r = i * 4u + at / 2u, c = j * 2u + at % 2u;
+                        lz[i * 3u + j] = (r >= 2u && r < 7u && c >= 1u && c < 6u) ? zq[(r - 2u) * 5u + c - 1u] : 0;
+                    }
+                }
             }
         }
     }
@@ -363,8 +373,8 @@ tiny_cnn_ref_status_t tiny_cnn_ref_train_step(tiny_cnn_ref_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 9u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b0.b0_l_dx[n * 12u + f * 6u];
-                const uint16_t *restrict argf = &ctx->scratch.b0.b0_lp_arg[n * 12u + f * 6u];
-                const int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
+                const uint8_t *restrict argf = &ctx->scratch.b0.b0_lp_arg[n * 12u + f * 6u];
+                const int8_t *restrict zf = &ctx->scratch.b0.b0_lz[n * 12u + f * 6u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 3u; j++) {
                         const uint32_t r = i * 4u + argf[i * 3u + j] / 2u;   /* padded coordinates */
@@ -372,7 +382,7 @@ tiny_cnn_ref_status_t tiny_cnn_ref_train_step(tiny_cnn_ref_ctx_t *ctx, const int
                         if (!(r >= 2u && r < 7u && c >= 1u && c < 6u)) continue;
                         const uint32_t hh = r - 2u, ww = c - 1u;
                         const int32_t d = dpf[i * 3u + j];
-                        const int32_t dz = (zf[hh * 5u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 5u + ww] < 127 ? (int32_t)d : (int32_t)(d / 2147483647)));
+                        const int32_t dz = (zf[i * 3u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 3u + j] < 127 ? (int32_t)d : (int32_t)(d / 2147483647)));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -884,44 +894,47 @@ tiny_cnn_ref_status_t tiny_cnn_ref_train_step(tiny_cnn_ref_ctx_t *ctx, const int
 
 /** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch (semantics 6.6). */
 static void ng_forward(tiny_cnn_ref_ctx_t *ctx, const int8_t *x, uint32_t rows) {
-    /* block 0 forward conv 1->2 3x3/1, 5->5: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
-     * x [-128, 127], w [-2147483648, 2147483647]: acc [-2473901161344, 2473901162496] (43 bits), wrapped to int32_t
-     * Per sample, a zero-padded copy x_pad (1 planes of 7x7 and a zero tail); per output channel, the
-     * accumulators are rows of stride 7, so each kernel row (c, a) is one contiguous loop of 48
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 5 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
-        for (uint32_t i = 0; i < 64u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 1u; c++) {
-            const int8_t *restrict src = &x[(n * 1u + c) * 25u];
-            int8_t *restrict dst = &xp[c * 49u];
-            for (uint32_t r = 0; r < 5u; r++) {
-                for (uint32_t s = 0; s < 5u; s++) dst[(r + 1u) * 7u + 1u + s] = src[r * 5u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 2u; f++) {
-            uint32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-            const int32_t *restrict wf = &ctx->b0_w[f * 9u];
-            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
-            for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
+    /* b0: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 0 forward conv 1->2 3x3/1, 5->5: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
+         * x [-128, 127], w [-2147483648, 2147483647]: acc [-2473901161344, 2473901162496] (43 bits), wrapped to int32_t
+         * Per sample, a zero-padded copy x_pad (1 planes of 7x7 and a zero tail); per output channel, the
+         * accumulators are rows of stride 7, so each kernel row (c, a) is one contiguous loop of 48
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 5 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+            for (uint32_t i = 0; i < 64u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_u32_i8_i32(acc, &xp[c * 49u + a * 7u], &wf[(c * 3u + a) * 3u], 48u);
+                const int8_t *restrict src = &(&x[(size_t)ns * 25u])[(n * 1u + c) * 25u];
+                int8_t *restrict dst = &xp[c * 49u];
+                for (uint32_t r = 0; r < 5u; r++) {
+                    for (uint32_t s = 0; s < 5u; s++) dst[(r + 1u) * 7u + 1u + s] = src[r * 5u + s];
                 }
             }
-            for (uint32_t h = 0; h < 5u; h++) {
-                for (uint32_t w = 0; w < 5u; w++) {
-                    zf[h * 5u + w] = ng_scale32(ng_wrap32(acc[h * 7u + w]), 2304);
+            for (uint32_t f = 0; f < 2u; f++) {
+                uint32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+                const int32_t *restrict wf = &ctx->b0_w[f * 9u];
+                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 2u + f) * 25u];
+                for (uint32_t i = 0; i < 48u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 1u; c++) {
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_u32_i8_i32(acc, &xp[c * 49u + a * 7u], &wf[(c * 3u + a) * 3u], 48u);
+                    }
+                }
+                for (uint32_t h = 0; h < 5u; h++) {
+                    for (uint32_t w = 0; w < 5u; w++) {
+                        zf[h * 5u + w] = ng_scale32(ng_wrap32(acc[h * 7u + w]), 2304);
+                    }
                 }
             }
         }
-    }
-    /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b0.b0_z;
-        int8_t *restrict h = ctx->act0.b0.b0_h;
-        for (uint32_t k = 0; k < rows * 50u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b0.b0_z;
+            int8_t *restrict h = (&ctx->act0.b0.b0_h[(size_t)ns * 50u]);
+            for (uint32_t k = 0; k < 1u * 50u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
     }
     /* block 1 forward linear 50->5
      * x [-67, 91], w [-2147483648, 2147483647]: acc [-9771050598400, 9771050593850] (45 bits), wrapped to int32_t; y = clip(tdiv(acc, 12800), -127, 127) */
@@ -1061,11 +1074,118 @@ tiny_cnn_ref_status_t tiny_cnn_ref_import_params(tiny_cnn_ref_ctx_t *ctx, const 
     for (uint32_t i = 0; i < 12u; i++) ctx->out_w[i] = (int32_t)in[k++];
     return TINY_CNN_REF_OK;
 }
+/* Checkpoints: little-endian byte images assembled with shifts (no struct copies, no type punning). */
+static const uint8_t ng_ck_magic[4] = { 0x4E, 0x47, 0x43, 0x4B };
+
+static void ng_put_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t ng_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void ng_put_u64(uint8_t *p, uint64_t v) {
+    ng_put_u32(p, (uint32_t)(v & 0xFFFFFFFFu));
+    ng_put_u32(&p[4], (uint32_t)(v >> 32));
+}
+
+static uint64_t ng_get_u64(const uint8_t *p) {
+    return (uint64_t)ng_get_u32(p) | ((uint64_t)ng_get_u32(&p[4]) << 32);
+}
+
+/** The int32 whose two's-complement bits are u, without C99's implementation-defined conversion. */
+static int32_t ng_i32_of_bits(uint32_t u) {
+    return u <= 0x7FFFFFFFu ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+/** CRC-32 of a checkpoint: bytes [0, 24) then [28, TINY_CNN_REF_CHECKPOINT_BYTES), skipping the CRC field. */
+static uint32_t ng_ck_crc(const uint8_t *buf) {
+    const uint32_t crc = ng_crc32_update(0u, buf, 24u);
+    return ng_crc32_update(crc, &buf[28], TINY_CNN_REF_CHECKPOINT_BYTES - 28u);
+}
+
+tiny_cnn_ref_status_t tiny_cnn_ref_checkpoint_save(const tiny_cnn_ref_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written) {
+    size_t k = 28u;
+    if (written != NULL) *written = 0u;
+    if (ctx == NULL || buf == NULL || cap < TINY_CNN_REF_CHECKPOINT_BYTES) return TINY_CNN_REF_ERR_ARG;
+    for (uint32_t i = 0; i < 4u; i++) buf[i] = ng_ck_magic[i];
+    ng_put_u32(&buf[4], TINY_CNN_REF_CHECKPOINT_VERSION);
+    ng_put_u64(&buf[8], TINY_CNN_REF_CHECKPOINT_SPEC_HASH);
+    ng_put_u64(&buf[16], (uint64_t)TINY_CNN_REF_CHECKPOINT_BYTES);
+    for (uint32_t i = 0; i < 18u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_w[i]);   /* blocks.0.forward.weight */
+    for (uint32_t i = 0; i < 36u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_l_w[i]);   /* blocks.0.learning.weight */
+    for (uint32_t i = 0; i < 250u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_w[i]);   /* blocks.1.forward.weight */
+    for (uint32_t i = 0; i < 15u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_l_w[i]);   /* blocks.1.learning.weight */
+    for (uint32_t i = 0; i < 20u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_w[i]);   /* blocks.2.forward.weight */
+    for (uint32_t i = 0; i < 12u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_l_w[i]);   /* blocks.2.learning.weight */
+    for (uint32_t i = 0; i < 12u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->out_w[i]);   /* output.weight */
+    ng_put_u64(&buf[1480], ctx->rng_state);
+    ng_put_u64(&buf[1488], ctx->rng_inc);
+    ng_put_u64(&buf[1496], (uint64_t)ctx->lr_inv);   /* in [1, LR_INV_MAX]: no sign to keep */
+    ng_put_u32(&buf[1504], ctx->steps);
+    ng_put_u32(&buf[1508], ctx->epoch);
+    ng_put_u32(&buf[24], ng_ck_crc(buf));
+    if (written != NULL) *written = TINY_CNN_REF_CHECKPOINT_BYTES;
+    return TINY_CNN_REF_OK;
+}
+
+tiny_cnn_ref_status_t tiny_cnn_ref_checkpoint_load(tiny_cnn_ref_ctx_t *ctx, const uint8_t *buf, size_t n) {
+    size_t k;
+    uint64_t lr_inv;
+    if (ctx == NULL || buf == NULL) return TINY_CNN_REF_ERR_ARG;
+    /* The checks of the header's list, in its order; nothing below writes ctx until all have passed. */
+    for (k = 0; k < 4u && k < n; k++) {
+        if (buf[k] != ng_ck_magic[k]) return TINY_CNN_REF_ERR_MAGIC;
+    }
+    if (n < 28u) return TINY_CNN_REF_ERR_TRUNCATED;
+    if (ng_get_u32(&buf[4]) != TINY_CNN_REF_CHECKPOINT_VERSION) return TINY_CNN_REF_ERR_VERSION;
+    if (ng_get_u64(&buf[8]) != TINY_CNN_REF_CHECKPOINT_SPEC_HASH) return TINY_CNN_REF_ERR_SPEC;
+    if (ng_get_u64(&buf[16]) != (uint64_t)TINY_CNN_REF_CHECKPOINT_BYTES) return TINY_CNN_REF_ERR_LENGTH;
+    if (n < TINY_CNN_REF_CHECKPOINT_BYTES) return TINY_CNN_REF_ERR_TRUNCATED;
+    if (n > TINY_CNN_REF_CHECKPOINT_BYTES) return TINY_CNN_REF_ERR_LENGTH;
+    if (ng_get_u32(&buf[24]) != ng_ck_crc(buf)) return TINY_CNN_REF_ERR_CRC;
+    k = 28u;
+    k += 4u * 18u;   /* blocks.0.forward.weight: every int32 is valid */
+    k += 4u * 36u;   /* blocks.0.learning.weight: every int32 is valid */
+    k += 4u * 250u;   /* blocks.1.forward.weight: every int32 is valid */
+    k += 4u * 15u;   /* blocks.1.learning.weight: every int32 is valid */
+    k += 4u * 20u;   /* blocks.2.forward.weight: every int32 is valid */
+    k += 4u * 12u;   /* blocks.2.learning.weight: every int32 is valid */
+    k += 4u * 12u;   /* output.weight: every int32 is valid */
+    lr_inv = ng_get_u64(&buf[1496]);
+    if (lr_inv < 1u || lr_inv > (uint64_t)TINY_CNN_REF_LR_INV_MAX) return TINY_CNN_REF_ERR_RANGE;
+    if ((ng_get_u64(&buf[1488]) & 1u) == 0u) return TINY_CNN_REF_ERR_RANGE;   /* PCG needs an odd increment */
+    k = 28u;
+    for (uint32_t i = 0; i < 18u; i++, k += 4u) ctx->b0_w[i] = (int32_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 36u; i++, k += 4u) ctx->b0_l_w[i] = (int32_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 250u; i++, k += 4u) ctx->b1_w[i] = (int32_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 15u; i++, k += 4u) ctx->b1_l_w[i] = (int32_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 20u; i++, k += 4u) ctx->b2_w[i] = (int32_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 12u; i++, k += 4u) ctx->b2_l_w[i] = (int32_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 12u; i++, k += 4u) ctx->out_w[i] = (int32_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    ctx->rng_state = ng_get_u64(&buf[1480]);
+    ctx->rng_inc = ng_get_u64(&buf[1488]);
+    ctx->lr_inv = (int64_t)lr_inv;   /* <= LR_INV_MAX < 2^63: exact */
+    ctx->steps = ng_get_u32(&buf[1504]);
+    ctx->epoch = ng_get_u32(&buf[1508]);
+    return TINY_CNN_REF_OK;
+}
 
 const char *tiny_cnn_ref_status_str(tiny_cnn_ref_status_t status) {
     switch (status) {
     case TINY_CNN_REF_OK: return "success";
     case TINY_CNN_REF_ERR_ARG: return "NULL pointer or out-of-range argument; the context is unchanged";
+    case TINY_CNN_REF_ERR_MAGIC: return "not a nitrogen checkpoint (wrong magic bytes)";
+    case TINY_CNN_REF_ERR_VERSION: return "checkpoint format version not supported by this build";
+    case TINY_CNN_REF_ERR_SPEC: return "checkpoint of another network (spec hash differs)";
+    case TINY_CNN_REF_ERR_TRUNCATED: return "checkpoint truncated (shorter than its header or its length field)";
+    case TINY_CNN_REF_ERR_LENGTH: return "checkpoint length field does not match this network, or bytes after its end";
+    case TINY_CNN_REF_ERR_CRC: return "checkpoint corrupt (CRC-32 mismatch)";
+    case TINY_CNN_REF_ERR_RANGE: return "checkpoint value out of range (a parameter, lr_inv or the PRNG increment)";
     }
     return "unknown status";
 }

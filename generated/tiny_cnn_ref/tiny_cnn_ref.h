@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define TINY_CNN_REF_NITROGEN_ABI 1
+#define TINY_CNN_REF_NITROGEN_ABI 2
 #define TINY_CNN_REF_BATCH 6
 #define TINY_CNN_REF_CHANNELS 1
 #define TINY_CNN_REF_HEIGHT 5
@@ -44,12 +44,22 @@ extern "C" {
 #define TINY_CNN_REF_PARAMS_COUNT 363
 #define TINY_CNN_REF_LR_INV_INIT 32
 #define TINY_CNN_REF_LR_INV_MAX INT64_C(24019198012642645)
-#define TINY_CNN_REF_CTX_BYTES 3144u   /**< sizeof(tiny_cnn_ref_ctx_t) with natural alignment */
+#define TINY_CNN_REF_CTX_BYTES 2896u   /**< sizeof(tiny_cnn_ref_ctx_t) with natural alignment */
+#define TINY_CNN_REF_CHECKPOINT_VERSION 1u   /**< checkpoint format version written and accepted */
+#define TINY_CNN_REF_CHECKPOINT_SPEC_HASH UINT64_C(0xFFBCB640842DE308)   /**< identifies compatible builds; see tiny_cnn_ref_checkpoint_save() */
+#define TINY_CNN_REF_CHECKPOINT_BYTES 1512u   /**< size of a checkpoint: header, parameters, training state */
 
 /** Status codes returned by every function. */
 typedef enum {
     TINY_CNN_REF_OK = 0,   /**< success */
     TINY_CNN_REF_ERR_ARG = -1,   /**< NULL pointer or out-of-range argument; the context is unchanged */
+    TINY_CNN_REF_ERR_MAGIC = -2,   /**< not a nitrogen checkpoint (wrong magic bytes) */
+    TINY_CNN_REF_ERR_VERSION = -3,   /**< checkpoint format version not supported by this build */
+    TINY_CNN_REF_ERR_SPEC = -4,   /**< checkpoint of another network (spec hash differs) */
+    TINY_CNN_REF_ERR_TRUNCATED = -5,   /**< checkpoint truncated (shorter than its header or its length field) */
+    TINY_CNN_REF_ERR_LENGTH = -6,   /**< checkpoint length field does not match this network, or bytes after its end */
+    TINY_CNN_REF_ERR_CRC = -7,   /**< checkpoint corrupt (CRC-32 mismatch) */
+    TINY_CNN_REF_ERR_RANGE = -8,   /**< checkpoint value out of range (a parameter, lr_inv or the PRNG increment) */
 } tiny_cnn_ref_status_t;
 
 /** Integer statistics of one training step (before that step's updates). */
@@ -72,16 +82,17 @@ typedef struct {
     int32_t b2_w[20];   /**< blocks.2.forward.weight [4, 5], range [-2147483648, 2147483647] */
     int32_t b2_l_w[12];   /**< blocks.2.learning.weight [3, 4], range [-2147483648, 2147483647] */
     int32_t out_w[12];   /**< output.weight [3, 4], range [-2147483648, 2147483647] */
-    union {   /* scratch: groups with disjoint lifetimes share these 1180 bytes */
+    union {   /* scratch: groups with disjoint lifetimes share these 932 bytes */
         struct {
             int32_t b0_l_dx[72];   /**< block 0 learning input gradient [6, 12], range [-2147483648, 2147483647] */
             uint32_t b0_acc_plane[48];   /**< block 0 accumulators of one output channel, rows of stride 7 [48], range [-2147483648, 2147483647] */
             uint32_t b0_l_row[12];   /**< block 0 learning linear update: one output row of the weight gradient [12], range [-69888, 69342] */
             uint32_t b0_row[9];   /**< block 0 forward conv update: one output row of the weight gradient [9], range [-2147483648, 2147483647] */
-            uint16_t b0_lp_arg[72];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [6, 12], range [0, 7] */
-            int8_t b0_z[300];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) [6, 50], range [-127, 127] */
+            int8_t b0_z[50];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 50], range [-127, 127] */
             int8_t b0_xpad[64];   /**< block 0 zero-padded input of one sample [64], range [-128, 127] */
             int8_t b0_lp[72];   /**< block 0 learning max pool (4, 2) pad (2, 1) [6, 12], range [-67, 91] */
+            uint8_t b0_lp_arg[72];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [6, 12], range [0, 7] */
+            int8_t b0_lz[72];   /**< block 0 NITRO-ReLU input at each window's argmax cell [6, 12], range [-127, 127] */
             int8_t b0_l_logits[18];   /**< block 0 local logits [6, 3], range [-127, 127] */
             int8_t b0_l_delta[18];   /**< block 0 local loss: loss gradient [6, 3], range [-128, 127] */
         } b0;
@@ -131,10 +142,11 @@ typedef struct {
         } b2;
     } act1;
     uint32_t steps;   /**< training steps taken since init */
+    uint32_t epoch;   /**< epochs completed: maintained by the caller (init sets 0, train_step never changes it), kept in checkpoints so a resumed run knows where it stands */
 } tiny_cnn_ref_ctx_t;
 
 /**
- * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv and the step counter.
+ * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv, the step counter and epoch (0).
  * @param[out] ctx   Model state, TINY_CNN_REF_CTX_BYTES bytes, caller-owned.
  * @param[in]  seed  Run seed s; rng_train = PCG32 seed(s, 0). Same seed, same parameters as the NumPy reference.
  * @return TINY_CNN_REF_OK, or TINY_CNN_REF_ERR_ARG if ctx is NULL.
@@ -211,6 +223,61 @@ tiny_cnn_ref_status_t tiny_cnn_ref_import_params(tiny_cnn_ref_ctx_t *ctx, const 
  * @return The checksum; 0 if ctx is NULL.
  */
 uint32_t tiny_cnn_ref_params_crc32(const tiny_cnn_ref_ctx_t *ctx);
+
+/**
+ * @brief Write a checkpoint: every parameter and the training state needed to resume, as
+ *        TINY_CNN_REF_CHECKPOINT_BYTES bytes, little-endian whatever the host's byte order.
+ *
+ * Layout (offsets in bytes; nitrogen's Python `nitrogen.checkpoint` reads and writes the same format):
+ *   - offset 0, 4 bytes, magic: the bytes "NGCK"
+ *   - offset 4, 4 bytes, version: uint32 format version
+ *   - offset 8, 8 bytes, spec_hash: uint64 spec hash, TINY_CNN_REF_CHECKPOINT_SPEC_HASH
+ *   - offset 16, 8 bytes, length: uint64 total length in bytes, header included
+ *   - offset 24, 4 bytes, crc32: uint32 CRC-32 (zlib) of bytes [0, 24) followed by bytes [28, length)
+ *   - offset 28, 1452 bytes, params: the TINY_CNN_REF_PARAMS_COUNT parameters as int32, in the order of tiny_cnn_ref_export_params()
+ *   - offset 1480, 8 bytes, rng_state: uint64 PCG32 state of rng_train
+ *   - offset 1488, 8 bytes, rng_inc: uint64 PCG32 increment (odd)
+ *   - offset 1496, 8 bytes, lr_inv: int64 learning-rate inverse, in [1, TINY_CNN_REF_LR_INV_MAX]
+ *   - offset 1504, 4 bytes, steps: uint32 training steps taken
+ *   - offset 1508, 4 bytes, epoch: uint32 epochs completed (caller-maintained)
+ *
+ * The spec hash is the first 8 bytes, read big-endian, of the SHA-256 of a canonical text (stored like every
+ * field, little-endian) that describes what the parameters mean: semantics, weight storage, input shape, classes, the evaluation forward (sizes,
+ * scaling factors, NITRO-ReLU slopes, pools) and every parameter's name, shape and range. It leaves out
+ * the model name and what only steers training (batch size, lr_inv, amplification, decay, target,
+ * dropout, augmentation, seed, schedules): a checkpoint written at batch 64 loads into a batch-1 build.
+ * `nitrogen.layout.checkpoint_spec_text()` gives the text.
+ * The caller keeps ctx->epoch (epochs completed) up to date; it is saved, never interpreted.
+ * @param[in]  ctx      Model state.
+ * @param[out] buf      At least TINY_CNN_REF_CHECKPOINT_BYTES bytes; nothing is written on failure.
+ * @param[in]  cap      Size of buf in bytes.
+ * @param[out] written  May be NULL; TINY_CNN_REF_CHECKPOINT_BYTES on success, 0 on failure.
+ * @return TINY_CNN_REF_OK; TINY_CNN_REF_ERR_ARG if ctx or buf is NULL or cap < TINY_CNN_REF_CHECKPOINT_BYTES.
+ */
+tiny_cnn_ref_status_t tiny_cnn_ref_checkpoint_save(const tiny_cnn_ref_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
+
+/**
+ * @brief Restore a checkpoint written by tiny_cnn_ref_checkpoint_save() (or by nitrogen's Python) for this network.
+ *
+ * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.
+ * The checks run in this order, and the first that fails gives the status:
+ *   1. ctx or buf NULL: TINY_CNN_REF_ERR_ARG;
+ *   2. one of the first min(n, 4) bytes differs from the magic: TINY_CNN_REF_ERR_MAGIC;
+ *   3. n < 28 (no complete header): TINY_CNN_REF_ERR_TRUNCATED;
+ *   4. version != TINY_CNN_REF_CHECKPOINT_VERSION: TINY_CNN_REF_ERR_VERSION;
+ *   5. spec hash != TINY_CNN_REF_CHECKPOINT_SPEC_HASH: TINY_CNN_REF_ERR_SPEC;
+ *   6. length field != TINY_CNN_REF_CHECKPOINT_BYTES: TINY_CNN_REF_ERR_LENGTH;
+ *   7. n < TINY_CNN_REF_CHECKPOINT_BYTES: TINY_CNN_REF_ERR_TRUNCATED; n > TINY_CNN_REF_CHECKPOINT_BYTES: TINY_CNN_REF_ERR_LENGTH;
+ *   8. CRC-32 mismatch: TINY_CNN_REF_ERR_CRC;
+ *   9. a parameter outside its tensor's range, lr_inv outside [1, TINY_CNN_REF_LR_INV_MAX] or an even PCG
+ *      increment: TINY_CNN_REF_ERR_RANGE.
+ * So a flipped bit gives MAGIC, VERSION, SPEC or LENGTH in those header fields and CRC anywhere else,
+ * and every truncation gives TRUNCATED.
+ * @param[in,out] ctx  Model state; on success parameters, PRNG, lr_inv, steps and epoch come from buf.
+ * @param[in]     buf  n bytes.
+ * @return TINY_CNN_REF_OK or one of the statuses above.
+ */
+tiny_cnn_ref_status_t tiny_cnn_ref_checkpoint_load(tiny_cnn_ref_ctx_t *ctx, const uint8_t *buf, size_t n);
 
 /** @brief A short English description of a status code. */
 const char *tiny_cnn_ref_status_str(tiny_cnn_ref_status_t status);

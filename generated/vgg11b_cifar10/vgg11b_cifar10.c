@@ -5,7 +5,7 @@
  */
 #include "vgg11b_cifar10.h"
 
-#if VGG11B_CIFAR10_NITROGEN_ABI != 1
+#if VGG11B_CIFAR10_NITROGEN_ABI != 2
 #error "vgg11b_cifar10.h and vgg11b_cifar10.c come from different nitrogen versions: regenerate both"
 #endif
 
@@ -239,6 +239,7 @@ vgg11b_cifar10_status_t vgg11b_cifar10_init(vgg11b_cifar10_ctx_t *ctx, uint64_t 
     }
     ctx->lr_inv = VGG11B_CIFAR10_LR_INV_INIT;
     ctx->steps = 0u;
+    ctx->epoch = 0u;
     return VGG11B_CIFAR10_OK;
 }
 
@@ -270,68 +271,74 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t j = 0; j < count; j++) ng_flip(&dst[j * 3072u], 3u, 32u, 32u);
         }
     }
-    /* block 0 forward conv 3->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
-     * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
-     * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
-        for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 3u; c++) {
-            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 3u + c) * 1024u];
-            int8_t *restrict dst = &xp[c * 1156u];
-            for (uint32_t r = 0; r < 32u; r++) {
-                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 128u; f++) {
-            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-            const int16_t *restrict wf = &ctx->b0_w[f * 27u];
-            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
-            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+    /* b0: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 0 forward conv 3->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
+         * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
+         * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
+         * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+            for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
+                const int8_t *restrict src = &(&ctx->aug.aug.x_aug[(size_t)ns * 3072u])[(n * 3u + c) * 1024u];
+                int8_t *restrict dst = &xp[c * 1156u];
+                for (uint32_t r = 0; r < 32u; r++) {
+                    for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
                 }
             }
-            for (uint32_t h = 0; h < 32u; h++) {
-                for (uint32_t w = 0; w < 32u; w++) {
-                    zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 6912);
-                }
-            }
-        }
-    }
-    /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b0.b0_z;
-        int8_t *restrict h = ctx->act0.b0.b0_h;
-        for (uint32_t k = 0; k < rows * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 0 learning max pool: kernel (8, 4), stride = kernel, padding (0, 0), output 4x8
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 128u; q++) {
-        const int8_t *restrict src = &ctx->act0.b0.b0_h[q * 1024u];
-        int8_t *restrict dst = &ctx->scratch.b0.b0_lp[q * 32u];
-        uint16_t *restrict arg = &ctx->scratch.b0.b0_lp_arg[q * 32u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 8u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 8u; a++) {
-                    for (uint32_t b = 0; b < 4u; b++) {
-                        const int8_t value = src[(i * 8u + a) * 32u + j * 4u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 4u + b;
-                            found = 1;
-                        }
+            for (uint32_t f = 0; f < 128u; f++) {
+                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+                const int16_t *restrict wf = &ctx->b0_w[f * 27u];
+                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 3u; c++) {
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                     }
                 }
-                dst[i * 8u + j] = (int8_t)best;
-                arg[i * 8u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 32u; h++) {
+                    for (uint32_t w = 0; w < 32u; w++) {
+                        zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 6912);
+                    }
+                }
+            }
+        }
+        /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b0.b0_z;
+            int8_t *restrict h = (&ctx->act0.b0.b0_h[(size_t)ns * 131072u]);
+            for (uint32_t k = 0; k < 1u * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 0 learning max pool: kernel (8, 4), stride = kernel, padding (0, 0), output 4x8
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 128u; q++) {
+            const int8_t *restrict src = &(&ctx->act0.b0.b0_h[(size_t)ns * 131072u])[q * 1024u];
+            int8_t *restrict dst = &(&ctx->scratch.b0.b0_lp[(size_t)ns * 4096u])[q * 32u];
+            uint8_t *restrict arg = &(&ctx->scratch.b0.b0_lp_arg[(size_t)ns * 4096u])[q * 32u];
+            const int8_t *restrict zq = &ctx->scratch.b0.b0_z[q * 1024u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b0.b0_lz[(size_t)ns * 4096u])[q * 32u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 8u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 8u; a++) {
+                        for (uint32_t b = 0; b < 4u; b++) {
+                            const int8_t value = src[(i * 8u + a) * 32u + j * 4u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 4u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 8u + j] = (int8_t)best;
+                    arg[i * 8u + j] = (uint8_t)at;
+                    lz[i * 8u + j] = zq[(i * 8u + at / 4u) * 32u + j * 4u + at % 4u];   /* z at the argmax cell */
+                }
             }
         }
     }
@@ -417,15 +424,15 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t i = 0; i < 27u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b0.b0_l_dx[n * 4096u + f * 32u];
-                const uint16_t *restrict argf = &ctx->scratch.b0.b0_lp_arg[n * 4096u + f * 32u];
-                const int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
+                const uint8_t *restrict argf = &ctx->scratch.b0.b0_lp_arg[n * 4096u + f * 32u];
+                const int8_t *restrict zf = &ctx->scratch.b0.b0_lz[n * 4096u + f * 32u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 4u; i++) {
                     for (uint32_t j = 0; j < 8u; j++) {
                         const uint32_t r = i * 8u + argf[i * 8u + j] / 4u;   /* padded coordinates */
                         const uint32_t c = j * 4u + argf[i * 8u + j] % 4u;
                         const uint32_t hh = r - 0u, ww = c - 0u;
                         const int32_t d = dpf[i * 8u + j];
-                        const int32_t dz = (zf[hh * 32u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 32u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 8u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 8u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -453,75 +460,81 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             }
         }
     }
-    /* block 1 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
-        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 128u; c++) {
-            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 128u + c) * 1024u];
-            int8_t *restrict dst = &xp[c * 1156u];
-            for (uint32_t r = 0; r < 32u; r++) {
-                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 128u; f++) {
-            int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-            const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
-            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 128u + f) * 1024u];
-            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
-                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
-                    }
-                }
-                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 32u; h++) {
-                for (uint32_t w = 0; w < 32u; w++) {
-                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+    /* b1: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 1 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+         * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+            for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 128u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b0.b0_h[(size_t)ns * 131072u])[(n * 128u + c) * 1024u];
+                int8_t *restrict dst = &xp[c * 1156u];
+                for (uint32_t r = 0; r < 32u; r++) {
+                    for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
                 }
             }
-        }
-    }
-    /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b1.b1_z;
-        int8_t *restrict h = ctx->act1.b1.b1_h;
-        for (uint32_t k = 0; k < rows * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 1 learning max pool: kernel (8, 4), stride = kernel, padding (0, 0), output 4x8
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 128u; q++) {
-        const int8_t *restrict src = &ctx->act1.b1.b1_h[q * 1024u];
-        int8_t *restrict dst = &ctx->scratch.b1.b1_lp[q * 32u];
-        uint16_t *restrict arg = &ctx->scratch.b1.b1_lp_arg[q * 32u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 8u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 8u; a++) {
-                    for (uint32_t b = 0; b < 4u; b++) {
-                        const int8_t value = src[(i * 8u + a) * 32u + j * 4u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 4u + b;
-                            found = 1;
+            for (uint32_t f = 0; f < 128u; f++) {
+                int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+                const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
+                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 128u + f) * 1024u];
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
+                    for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                         }
                     }
+                    for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
                 }
-                dst[i * 8u + j] = (int8_t)best;
-                arg[i * 8u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 32u; h++) {
+                    for (uint32_t w = 0; w < 32u; w++) {
+                        zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+                    }
+                }
+            }
+        }
+        /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b1.b1_z;
+            int8_t *restrict h = (&ctx->act1.b1.b1_h[(size_t)ns * 131072u]);
+            for (uint32_t k = 0; k < 1u * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 1 learning max pool: kernel (8, 4), stride = kernel, padding (0, 0), output 4x8
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 128u; q++) {
+            const int8_t *restrict src = &(&ctx->act1.b1.b1_h[(size_t)ns * 131072u])[q * 1024u];
+            int8_t *restrict dst = &(&ctx->scratch.b1.b1_lp[(size_t)ns * 4096u])[q * 32u];
+            uint8_t *restrict arg = &(&ctx->scratch.b1.b1_lp_arg[(size_t)ns * 4096u])[q * 32u];
+            const int8_t *restrict zq = &ctx->scratch.b1.b1_z[q * 1024u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b1.b1_lz[(size_t)ns * 4096u])[q * 32u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 8u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 8u; a++) {
+                        for (uint32_t b = 0; b < 4u; b++) {
+                            const int8_t value = src[(i * 8u + a) * 32u + j * 4u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 4u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 8u + j] = (int8_t)best;
+                    arg[i * 8u + j] = (uint8_t)at;
+                    lz[i * 8u + j] = zq[(i * 8u + at / 4u) * 32u + j * 4u + at % 4u];   /* z at the argmax cell */
+                }
             }
         }
     }
@@ -607,15 +620,15 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t i = 0; i < 1152u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b1.b1_l_dx[n * 4096u + f * 32u];
-                const uint16_t *restrict argf = &ctx->scratch.b1.b1_lp_arg[n * 4096u + f * 32u];
-                const int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 128u + f) * 1024u];
+                const uint8_t *restrict argf = &ctx->scratch.b1.b1_lp_arg[n * 4096u + f * 32u];
+                const int8_t *restrict zf = &ctx->scratch.b1.b1_lz[n * 4096u + f * 32u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 4u; i++) {
                     for (uint32_t j = 0; j < 8u; j++) {
                         const uint32_t r = i * 8u + argf[i * 8u + j] / 4u;   /* padded coordinates */
                         const uint32_t c = j * 4u + argf[i * 8u + j] % 4u;
                         const uint32_t hh = r - 0u, ww = c - 0u;
                         const int32_t d = dpf[i * 8u + j];
-                        const int32_t dz = (zf[hh * 32u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 32u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 8u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 8u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -643,75 +656,81 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             }
         }
     }
-    /* block 2 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
-        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 128u; c++) {
-            const int8_t *restrict src = &ctx->act1.b1.b1_h[(n * 128u + c) * 1024u];
-            int8_t *restrict dst = &xp[c * 1156u];
-            for (uint32_t r = 0; r < 32u; r++) {
-                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 128u; f++) {
-            int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-            const int16_t *restrict wf = &ctx->b2_w[f * 1152u];
-            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 128u + f) * 1024u];
-            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
-                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
-                    }
-                }
-                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 32u; h++) {
-                for (uint32_t w = 0; w < 32u; w++) {
-                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+    /* b2: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 2 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+         * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+            for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 128u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.b1.b1_h[(size_t)ns * 131072u])[(n * 128u + c) * 1024u];
+                int8_t *restrict dst = &xp[c * 1156u];
+                for (uint32_t r = 0; r < 32u; r++) {
+                    for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
                 }
             }
-        }
-    }
-    /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b2.b2_z;
-        int8_t *restrict h = ctx->act0.b2.b2_h;
-        for (uint32_t k = 0; k < rows * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 2 learning max pool: kernel (8, 4), stride = kernel, padding (0, 0), output 4x8
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 128u; q++) {
-        const int8_t *restrict src = &ctx->act0.b2.b2_h[q * 1024u];
-        int8_t *restrict dst = &ctx->scratch.b2.b2_lp[q * 32u];
-        uint16_t *restrict arg = &ctx->scratch.b2.b2_lp_arg[q * 32u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 8u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 8u; a++) {
-                    for (uint32_t b = 0; b < 4u; b++) {
-                        const int8_t value = src[(i * 8u + a) * 32u + j * 4u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 4u + b;
-                            found = 1;
+            for (uint32_t f = 0; f < 128u; f++) {
+                int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+                const int16_t *restrict wf = &ctx->b2_w[f * 1152u];
+                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 128u + f) * 1024u];
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
+                    for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                         }
                     }
+                    for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
                 }
-                dst[i * 8u + j] = (int8_t)best;
-                arg[i * 8u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 32u; h++) {
+                    for (uint32_t w = 0; w < 32u; w++) {
+                        zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+                    }
+                }
+            }
+        }
+        /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b2.b2_z;
+            int8_t *restrict h = (&ctx->act0.b2.b2_h[(size_t)ns * 131072u]);
+            for (uint32_t k = 0; k < 1u * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 2 learning max pool: kernel (8, 4), stride = kernel, padding (0, 0), output 4x8
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 128u; q++) {
+            const int8_t *restrict src = &(&ctx->act0.b2.b2_h[(size_t)ns * 131072u])[q * 1024u];
+            int8_t *restrict dst = &(&ctx->scratch.b2.b2_lp[(size_t)ns * 4096u])[q * 32u];
+            uint8_t *restrict arg = &(&ctx->scratch.b2.b2_lp_arg[(size_t)ns * 4096u])[q * 32u];
+            const int8_t *restrict zq = &ctx->scratch.b2.b2_z[q * 1024u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b2.b2_lz[(size_t)ns * 4096u])[q * 32u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 8u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 8u; a++) {
+                        for (uint32_t b = 0; b < 4u; b++) {
+                            const int8_t value = src[(i * 8u + a) * 32u + j * 4u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 4u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 8u + j] = (int8_t)best;
+                    arg[i * 8u + j] = (uint8_t)at;
+                    lz[i * 8u + j] = zq[(i * 8u + at / 4u) * 32u + j * 4u + at % 4u];   /* z at the argmax cell */
+                }
             }
         }
     }
@@ -797,15 +816,15 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t i = 0; i < 1152u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b2.b2_l_dx[n * 4096u + f * 32u];
-                const uint16_t *restrict argf = &ctx->scratch.b2.b2_lp_arg[n * 4096u + f * 32u];
-                const int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 128u + f) * 1024u];
+                const uint8_t *restrict argf = &ctx->scratch.b2.b2_lp_arg[n * 4096u + f * 32u];
+                const int8_t *restrict zf = &ctx->scratch.b2.b2_lz[n * 4096u + f * 32u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 4u; i++) {
                     for (uint32_t j = 0; j < 8u; j++) {
                         const uint32_t r = i * 8u + argf[i * 8u + j] / 4u;   /* padded coordinates */
                         const uint32_t c = j * 4u + argf[i * 8u + j] % 4u;
                         const uint32_t hh = r - 0u, ww = c - 0u;
                         const int32_t d = dpf[i * 8u + j];
-                        const int32_t dz = (zf[hh * 32u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 32u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 8u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 8u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -833,75 +852,106 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             }
         }
     }
-    /* block 3 forward conv 128->256 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
-        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 128u; c++) {
-            const int8_t *restrict src = &ctx->act0.b2.b2_h[(n * 128u + c) * 1024u];
-            int8_t *restrict dst = &xp[c * 1156u];
-            for (uint32_t r = 0; r < 32u; r++) {
-                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 256u; f++) {
-            int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-            const int16_t *restrict wf = &ctx->b3_w[f * 1152u];
-            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 256u + f) * 1024u];
-            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
-                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
-                    }
-                }
-                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 32u; h++) {
-                for (uint32_t w = 0; w < 32u; w++) {
-                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+    /* b3: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 3 forward conv 128->256 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+         * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+            for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 128u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b2.b2_h[(size_t)ns * 131072u])[(n * 128u + c) * 1024u];
+                int8_t *restrict dst = &xp[c * 1156u];
+                for (uint32_t r = 0; r < 32u; r++) {
+                    for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
                 }
             }
-        }
-    }
-    /* block 3 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b3.b3_z;
-        int8_t *restrict h = ctx->act1.b3.b3_h;
-        for (uint32_t k = 0; k < rows * 262144u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 3 learning max pool: kernel (8, 8), stride = kernel, padding (0, 0), output 4x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 256u; q++) {
-        const int8_t *restrict src = &ctx->act1.b3.b3_h[q * 1024u];
-        int8_t *restrict dst = &ctx->scratch.b3.b3_lp[q * 16u];
-        uint16_t *restrict arg = &ctx->scratch.b3.b3_lp_arg[q * 16u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 8u; a++) {
-                    for (uint32_t b = 0; b < 8u; b++) {
-                        const int8_t value = src[(i * 8u + a) * 32u + j * 8u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 8u + b;
-                            found = 1;
+            for (uint32_t f = 0; f < 256u; f++) {
+                int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+                const int16_t *restrict wf = &ctx->b3_w[f * 1152u];
+                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 256u + f) * 1024u];
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
+                    for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                         }
                     }
+                    for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 32u; h++) {
+                    for (uint32_t w = 0; w < 32u; w++) {
+                        zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
+                    }
+                }
+            }
+        }
+        /* block 3 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b3.b3_z;
+            int8_t *restrict h = ctx->scratch.b3.b3_h;
+            for (uint32_t k = 0; k < 1u * 262144u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 3 learning max pool: kernel (8, 8), stride = kernel, padding (0, 0), output 4x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 256u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b3.b3_h[q * 1024u];
+            int8_t *restrict dst = &(&ctx->scratch.b3.b3_lp[(size_t)ns * 4096u])[q * 16u];
+            uint8_t *restrict arg = &(&ctx->scratch.b3.b3_lp_arg[(size_t)ns * 4096u])[q * 16u];
+            const int8_t *restrict zq = &ctx->scratch.b3.b3_z[q * 1024u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b3.b3_lz[(size_t)ns * 4096u])[q * 16u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 8u; a++) {
+                        for (uint32_t b = 0; b < 8u; b++) {
+                            const int8_t value = src[(i * 8u + a) * 32u + j * 8u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 8u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    lz[i * 4u + j] = zq[(i * 8u + at / 8u) * 32u + j * 8u + at % 8u];   /* z at the argmax cell */
+                }
+            }
+        }
+        /* layer 4 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 16x16
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 256u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b3.b3_h[q * 1024u];
+            int8_t *restrict dst = &(&ctx->act1.pool4.pool4_y[(size_t)ns * 65536u])[q * 256u];
+            for (uint32_t i = 0; i < 16u; i++) {
+                for (uint32_t j = 0; j < 16u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 32u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 16u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -987,15 +1037,15 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t i = 0; i < 1152u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b3.b3_l_dx[n * 4096u + f * 16u];
-                const uint16_t *restrict argf = &ctx->scratch.b3.b3_lp_arg[n * 4096u + f * 16u];
-                const int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 256u + f) * 1024u];
+                const uint8_t *restrict argf = &ctx->scratch.b3.b3_lp_arg[n * 4096u + f * 16u];
+                const int8_t *restrict zf = &ctx->scratch.b3.b3_lz[n * 4096u + f * 16u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 4u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 8u + argf[i * 4u + j] / 8u;   /* padded coordinates */
                         const uint32_t c = j * 8u + argf[i * 4u + j] % 8u;
                         const uint32_t hh = r - 0u, ww = c - 0u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 32u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 32u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -1023,100 +1073,81 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             }
         }
     }
-    /* layer 4 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 16x16
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 256u; q++) {
-        const int8_t *restrict src = &ctx->act1.b3.b3_h[q * 1024u];
-        int8_t *restrict dst = &ctx->act0.pool4.pool4_y[q * 256u];
-        for (uint32_t i = 0; i < 16u; i++) {
-            for (uint32_t j = 0; j < 16u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 32u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b4: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 4 forward conv 256->256 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
+         * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+            for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 256u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool4.pool4_y[(size_t)ns * 65536u])[(n * 256u + c) * 256u];
+                int8_t *restrict dst = &xp[c * 324u];
+                for (uint32_t r = 0; r < 16u; r++) {
+                    for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 256u; f++) {
+                int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+                const int16_t *restrict wf = &ctx->b4_w[f * 2304u];
+                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 256u + f) * 256u];
+                for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
+                    for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                         }
                     }
+                    for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
                 }
-                dst[i * 16u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 4 forward conv 256->256 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
-        for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 256u; c++) {
-            const int8_t *restrict src = &ctx->act0.pool4.pool4_y[(n * 256u + c) * 256u];
-            int8_t *restrict dst = &xp[c * 324u];
-            for (uint32_t r = 0; r < 16u; r++) {
-                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 256u; f++) {
-            int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-            const int16_t *restrict wf = &ctx->b4_w[f * 2304u];
-            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 256u + f) * 256u];
-            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
-                for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
+                for (uint32_t h = 0; h < 16u; h++) {
+                    for (uint32_t w = 0; w < 16u; w++) {
+                        zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
                     }
                 }
-                for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 16u; h++) {
-                for (uint32_t w = 0; w < 16u; w++) {
-                    zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
-                }
             }
         }
-    }
-    /* block 4 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b4.b4_z;
-        int8_t *restrict h = ctx->act1.b4.b4_h;
-        for (uint32_t k = 0; k < rows * 65536u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 4 learning max pool: kernel (4, 4), stride = kernel, padding (0, 0), output 4x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 256u; q++) {
-        const int8_t *restrict src = &ctx->act1.b4.b4_h[q * 256u];
-        int8_t *restrict dst = &ctx->scratch.b4.b4_lp[q * 16u];
-        uint16_t *restrict arg = &ctx->scratch.b4.b4_lp_arg[q * 16u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 4u; a++) {
-                    for (uint32_t b = 0; b < 4u; b++) {
-                        const int8_t value = src[(i * 4u + a) * 16u + j * 4u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 4u + b;
-                            found = 1;
+        /* block 4 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b4.b4_z;
+            int8_t *restrict h = (&ctx->act0.b4.b4_h[(size_t)ns * 65536u]);
+            for (uint32_t k = 0; k < 1u * 65536u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 4 learning max pool: kernel (4, 4), stride = kernel, padding (0, 0), output 4x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 256u; q++) {
+            const int8_t *restrict src = &(&ctx->act0.b4.b4_h[(size_t)ns * 65536u])[q * 256u];
+            int8_t *restrict dst = &(&ctx->scratch.b4.b4_lp[(size_t)ns * 4096u])[q * 16u];
+            uint8_t *restrict arg = &(&ctx->scratch.b4.b4_lp_arg[(size_t)ns * 4096u])[q * 16u];
+            const int8_t *restrict zq = &ctx->scratch.b4.b4_z[q * 256u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b4.b4_lz[(size_t)ns * 4096u])[q * 16u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 4u; a++) {
+                        for (uint32_t b = 0; b < 4u; b++) {
+                            const int8_t value = src[(i * 4u + a) * 16u + j * 4u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 4u + b;
+                                found = 1;
+                            }
                         }
                     }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    lz[i * 4u + j] = zq[(i * 4u + at / 4u) * 16u + j * 4u + at % 4u];   /* z at the argmax cell */
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
             }
         }
     }
@@ -1202,15 +1233,15 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t i = 0; i < 2304u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b4.b4_l_dx[n * 4096u + f * 16u];
-                const uint16_t *restrict argf = &ctx->scratch.b4.b4_lp_arg[n * 4096u + f * 16u];
-                const int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 256u + f) * 256u];
+                const uint8_t *restrict argf = &ctx->scratch.b4.b4_lp_arg[n * 4096u + f * 16u];
+                const int8_t *restrict zf = &ctx->scratch.b4.b4_lz[n * 4096u + f * 16u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 4u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 4u + argf[i * 4u + j] / 4u;   /* padded coordinates */
                         const uint32_t c = j * 4u + argf[i * 4u + j] % 4u;
                         const uint32_t hh = r - 0u, ww = c - 0u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 16u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 16u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -1218,7 +1249,7 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                         const uint32_t kb0 = ww < 1u ? 1u - ww : 0u;
                         const uint32_t kb1 = ww + 3u > 17u ? 17u - ww : 3u;
                         for (uint32_t ch = 0; ch < 256u; ch++) {
-                            const int8_t *restrict xc = &ctx->act0.pool4.pool4_y[(n * 256u + ch) * 256u];
+                            const int8_t *restrict xc = &ctx->act1.pool4.pool4_y[(n * 256u + ch) * 256u];
                             int64_t *restrict rc = &row[ch * 9u];
                             for (uint32_t ka = ka0; ka < ka1; ka++) {
                                 const int8_t *restrict xr = &xc[(hh + ka - 1u) * 16u];
@@ -1238,75 +1269,106 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             }
         }
     }
-    /* block 5 forward conv 256->512 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
-        for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 256u; c++) {
-            const int8_t *restrict src = &ctx->act1.b4.b4_h[(n * 256u + c) * 256u];
-            int8_t *restrict dst = &xp[c * 324u];
-            for (uint32_t r = 0; r < 16u; r++) {
-                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-            const int16_t *restrict wf = &ctx->b5_w[f * 2304u];
-            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 256u];
-            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
-                for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
-                    }
-                }
-                for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 16u; h++) {
-                for (uint32_t w = 0; w < 16u; w++) {
-                    zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
+    /* b5: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 5 forward conv 256->512 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
+         * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+            for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 256u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b4.b4_h[(size_t)ns * 65536u])[(n * 256u + c) * 256u];
+                int8_t *restrict dst = &xp[c * 324u];
+                for (uint32_t r = 0; r < 16u; r++) {
+                    for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
                 }
             }
-        }
-    }
-    /* block 5 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b5.b5_z;
-        int8_t *restrict h = ctx->act0.b5.b5_h;
-        for (uint32_t k = 0; k < rows * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 5 learning max pool: kernel (8, 4), stride = kernel, padding (0, 0), output 2x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b5.b5_h[q * 256u];
-        int8_t *restrict dst = &ctx->scratch.b5.b5_lp[q * 8u];
-        uint16_t *restrict arg = &ctx->scratch.b5.b5_lp_arg[q * 8u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 8u; a++) {
-                    for (uint32_t b = 0; b < 4u; b++) {
-                        const int8_t value = src[(i * 8u + a) * 16u + j * 4u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 4u + b;
-                            found = 1;
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+                const int16_t *restrict wf = &ctx->b5_w[f * 2304u];
+                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 256u];
+                for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
+                    for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
                         }
                     }
+                    for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 16u; h++) {
+                    for (uint32_t w = 0; w < 16u; w++) {
+                        zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
+                    }
+                }
+            }
+        }
+        /* block 5 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b5.b5_z;
+            int8_t *restrict h = ctx->scratch.b5.b5_h;
+            for (uint32_t k = 0; k < 1u * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 5 learning max pool: kernel (8, 4), stride = kernel, padding (0, 0), output 2x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b5.b5_h[q * 256u];
+            int8_t *restrict dst = &(&ctx->scratch.b5.b5_lp[(size_t)ns * 4096u])[q * 8u];
+            uint8_t *restrict arg = &(&ctx->scratch.b5.b5_lp_arg[(size_t)ns * 4096u])[q * 8u];
+            const int8_t *restrict zq = &ctx->scratch.b5.b5_z[q * 256u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b5.b5_lz[(size_t)ns * 4096u])[q * 8u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 8u; a++) {
+                        for (uint32_t b = 0; b < 4u; b++) {
+                            const int8_t value = src[(i * 8u + a) * 16u + j * 4u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 4u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    lz[i * 4u + j] = zq[(i * 8u + at / 4u) * 16u + j * 4u + at % 4u];   /* z at the argmax cell */
+                }
+            }
+        }
+        /* layer 7 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 8x8
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b5.b5_h[q * 256u];
+            int8_t *restrict dst = &(&ctx->act1.pool7.pool7_y[(size_t)ns * 32768u])[q * 64u];
+            for (uint32_t i = 0; i < 8u; i++) {
+                for (uint32_t j = 0; j < 8u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 16u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 8u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -1392,15 +1454,15 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t i = 0; i < 2304u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b5.b5_l_dx[n * 4096u + f * 8u];
-                const uint16_t *restrict argf = &ctx->scratch.b5.b5_lp_arg[n * 4096u + f * 8u];
-                const int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 256u];
+                const uint8_t *restrict argf = &ctx->scratch.b5.b5_lp_arg[n * 4096u + f * 8u];
+                const int8_t *restrict zf = &ctx->scratch.b5.b5_lz[n * 4096u + f * 8u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 8u + argf[i * 4u + j] / 4u;   /* padded coordinates */
                         const uint32_t c = j * 4u + argf[i * 4u + j] % 4u;
                         const uint32_t hh = r - 0u, ww = c - 0u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 16u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 16u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -1408,7 +1470,7 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                         const uint32_t kb0 = ww < 1u ? 1u - ww : 0u;
                         const uint32_t kb1 = ww + 3u > 17u ? 17u - ww : 3u;
                         for (uint32_t ch = 0; ch < 256u; ch++) {
-                            const int8_t *restrict xc = &ctx->act1.b4.b4_h[(n * 256u + ch) * 256u];
+                            const int8_t *restrict xc = &ctx->act0.b4.b4_h[(n * 256u + ch) * 256u];
                             int64_t *restrict rc = &row[ch * 9u];
                             for (uint32_t ka = ka0; ka < ka1; ka++) {
                                 const int8_t *restrict xr = &xc[(hh + ka - 1u) * 16u];
@@ -1428,100 +1490,81 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             }
         }
     }
-    /* layer 7 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 8x8
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b5.b5_h[q * 256u];
-        int8_t *restrict dst = &ctx->act1.pool7.pool7_y[q * 64u];
-        for (uint32_t i = 0; i < 8u; i++) {
-            for (uint32_t j = 0; j < 8u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 16u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b6: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 6 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
+         * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b6.b6_xpad;
+            for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool7.pool7_y[(size_t)ns * 32768u])[(n * 512u + c) * 64u];
+                int8_t *restrict dst = &xp[c * 100u];
+                for (uint32_t r = 0; r < 8u; r++) {
+                    for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b6.b6_acc_plane;
+                const int16_t *restrict wf = &ctx->b6_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b6.b6_z[(n * 512u + f) * 64u];
+                for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
+                    for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                         }
                     }
+                    for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
                 }
-                dst[i * 8u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 6 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b6.b6_xpad;
-        for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 512u + c) * 64u];
-            int8_t *restrict dst = &xp[c * 100u];
-            for (uint32_t r = 0; r < 8u; r++) {
-                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b6.b6_acc_plane;
-            const int16_t *restrict wf = &ctx->b6_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b6.b6_z[(n * 512u + f) * 64u];
-            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
-                for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
+                for (uint32_t h = 0; h < 8u; h++) {
+                    for (uint32_t w = 0; w < 8u; w++) {
+                        zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
                     }
                 }
-                for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 8u; h++) {
-                for (uint32_t w = 0; w < 8u; w++) {
-                    zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
-                }
             }
         }
-    }
-    /* block 6 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b6.b6_z;
-        int8_t *restrict h = ctx->act0.b6.b6_h;
-        for (uint32_t k = 0; k < rows * 32768u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 6 learning max pool: kernel (4, 2), stride = kernel, padding (0, 0), output 2x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b6.b6_h[q * 64u];
-        int8_t *restrict dst = &ctx->scratch.b6.b6_lp[q * 8u];
-        uint16_t *restrict arg = &ctx->scratch.b6.b6_lp_arg[q * 8u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 4u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 4u + a) * 8u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+        /* block 6 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b6.b6_z;
+            int8_t *restrict h = (&ctx->act0.b6.b6_h[(size_t)ns * 32768u]);
+            for (uint32_t k = 0; k < 1u * 32768u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 6 learning max pool: kernel (4, 2), stride = kernel, padding (0, 0), output 2x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &(&ctx->act0.b6.b6_h[(size_t)ns * 32768u])[q * 64u];
+            int8_t *restrict dst = &(&ctx->scratch.b6.b6_lp[(size_t)ns * 4096u])[q * 8u];
+            uint8_t *restrict arg = &(&ctx->scratch.b6.b6_lp_arg[(size_t)ns * 4096u])[q * 8u];
+            const int8_t *restrict zq = &ctx->scratch.b6.b6_z[q * 64u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b6.b6_lz[(size_t)ns * 4096u])[q * 8u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 4u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 4u + a) * 8u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
                         }
                     }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    lz[i * 4u + j] = zq[(i * 4u + at / 2u) * 8u + j * 2u + at % 2u];   /* z at the argmax cell */
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
             }
         }
     }
@@ -1607,15 +1650,15 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t i = 0; i < 4608u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b6.b6_l_dx[n * 4096u + f * 8u];
-                const uint16_t *restrict argf = &ctx->scratch.b6.b6_lp_arg[n * 4096u + f * 8u];
-                const int8_t *restrict zf = &ctx->scratch.b6.b6_z[(n * 512u + f) * 64u];
+                const uint8_t *restrict argf = &ctx->scratch.b6.b6_lp_arg[n * 4096u + f * 8u];
+                const int8_t *restrict zf = &ctx->scratch.b6.b6_lz[n * 4096u + f * 8u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 4u + argf[i * 4u + j] / 2u;   /* padded coordinates */
                         const uint32_t c = j * 2u + argf[i * 4u + j] % 2u;
                         const uint32_t hh = r - 0u, ww = c - 0u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 8u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 8u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -1643,75 +1686,106 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             }
         }
     }
-    /* block 7 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b7.b7_xpad;
-        for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act0.b6.b6_h[(n * 512u + c) * 64u];
-            int8_t *restrict dst = &xp[c * 100u];
-            for (uint32_t r = 0; r < 8u; r++) {
-                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b7.b7_acc_plane;
-            const int16_t *restrict wf = &ctx->b7_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b7.b7_z[(n * 512u + f) * 64u];
-            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
-                for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
-                    }
-                }
-                for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 8u; h++) {
-                for (uint32_t w = 0; w < 8u; w++) {
-                    zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
+    /* b7: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 7 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
+         * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b7.b7_xpad;
+            for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b6.b6_h[(size_t)ns * 32768u])[(n * 512u + c) * 64u];
+                int8_t *restrict dst = &xp[c * 100u];
+                for (uint32_t r = 0; r < 8u; r++) {
+                    for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
                 }
             }
-        }
-    }
-    /* block 7 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b7.b7_z;
-        int8_t *restrict h = ctx->act1.b7.b7_h;
-        for (uint32_t k = 0; k < rows * 32768u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 7 learning max pool: kernel (4, 2), stride = kernel, padding (0, 0), output 2x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act1.b7.b7_h[q * 64u];
-        int8_t *restrict dst = &ctx->scratch.b7.b7_lp[q * 8u];
-        uint16_t *restrict arg = &ctx->scratch.b7.b7_lp_arg[q * 8u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 4u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 4u + a) * 8u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b7.b7_acc_plane;
+                const int16_t *restrict wf = &ctx->b7_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b7.b7_z[(n * 512u + f) * 64u];
+                for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
+                    for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
                         }
                     }
+                    for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 8u; h++) {
+                    for (uint32_t w = 0; w < 8u; w++) {
+                        zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
+                    }
+                }
+            }
+        }
+        /* block 7 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b7.b7_z;
+            int8_t *restrict h = ctx->scratch.b7.b7_h;
+            for (uint32_t k = 0; k < 1u * 32768u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 7 learning max pool: kernel (4, 2), stride = kernel, padding (0, 0), output 2x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b7.b7_h[q * 64u];
+            int8_t *restrict dst = &(&ctx->scratch.b7.b7_lp[(size_t)ns * 4096u])[q * 8u];
+            uint8_t *restrict arg = &(&ctx->scratch.b7.b7_lp_arg[(size_t)ns * 4096u])[q * 8u];
+            const int8_t *restrict zq = &ctx->scratch.b7.b7_z[q * 64u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b7.b7_lz[(size_t)ns * 4096u])[q * 8u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 4u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 4u + a) * 8u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    lz[i * 4u + j] = zq[(i * 4u + at / 2u) * 8u + j * 2u + at % 2u];   /* z at the argmax cell */
+                }
+            }
+        }
+        /* layer 10 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 4x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b7.b7_h[q * 64u];
+            int8_t *restrict dst = &(&ctx->act1.pool10.pool10_y[(size_t)ns * 8192u])[q * 16u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 8u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 4u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -1797,15 +1871,15 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t i = 0; i < 4608u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b7.b7_l_dx[n * 4096u + f * 8u];
-                const uint16_t *restrict argf = &ctx->scratch.b7.b7_lp_arg[n * 4096u + f * 8u];
-                const int8_t *restrict zf = &ctx->scratch.b7.b7_z[(n * 512u + f) * 64u];
+                const uint8_t *restrict argf = &ctx->scratch.b7.b7_lp_arg[n * 4096u + f * 8u];
+                const int8_t *restrict zf = &ctx->scratch.b7.b7_lz[n * 4096u + f * 8u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 4u + argf[i * 4u + j] / 2u;   /* padded coordinates */
                         const uint32_t c = j * 2u + argf[i * 4u + j] % 2u;
                         const uint32_t hh = r - 0u, ww = c - 0u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 8u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 8u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -1833,100 +1907,106 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             }
         }
     }
-    /* layer 10 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 4x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act1.b7.b7_h[q * 64u];
-        int8_t *restrict dst = &ctx->act0.pool10.pool10_y[q * 16u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 8u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b8: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 8 forward conv 512->512 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 6x6 and a zero tail); per output channel, the
+         * accumulators are rows of stride 6, so each kernel row (c, a) is one contiguous loop of 32
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 4 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b8.b8_xpad;
+            for (uint32_t i = 0; i < 18442u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool10.pool10_y[(size_t)ns * 8192u])[(n * 512u + c) * 16u];
+                int8_t *restrict dst = &xp[c * 36u];
+                for (uint32_t r = 0; r < 4u; r++) {
+                    for (uint32_t s = 0; s < 4u; s++) dst[(r + 1u) * 6u + 1u + s] = src[r * 4u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b8.b8_acc_plane;
+                const int16_t *restrict wf = &ctx->b8_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b8.b8_z[(n * 512u + f) * 16u];
+                for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
+                    for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u], &wf[(c * 3u + a) * 3u], 32u);
                         }
                     }
+                    for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 8 forward conv 512->512 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 6x6 and a zero tail); per output channel, the
-     * accumulators are rows of stride 6, so each kernel row (c, a) is one contiguous loop of 32
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 4 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b8.b8_xpad;
-        for (uint32_t i = 0; i < 18442u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act0.pool10.pool10_y[(n * 512u + c) * 16u];
-            int8_t *restrict dst = &xp[c * 36u];
-            for (uint32_t r = 0; r < 4u; r++) {
-                for (uint32_t s = 0; s < 4u; s++) dst[(r + 1u) * 6u + 1u + s] = src[r * 4u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b8.b8_acc_plane;
-            const int16_t *restrict wf = &ctx->b8_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b8.b8_z[(n * 512u + f) * 16u];
-            for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
-                for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u], &wf[(c * 3u + a) * 3u], 32u);
+                for (uint32_t h = 0; h < 4u; h++) {
+                    for (uint32_t w = 0; w < 4u; w++) {
+                        zf[h * 4u + w] = ng_scale64(acc[h * 6u + w], 1179648);
                     }
                 }
-                for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 4u; h++) {
-                for (uint32_t w = 0; w < 4u; w++) {
-                    zf[h * 4u + w] = ng_scale64(acc[h * 6u + w], 1179648);
-                }
             }
         }
-    }
-    /* block 8 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b8.b8_z;
-        int8_t *restrict h = ctx->act1.b8.b8_h;
-        for (uint32_t k = 0; k < rows * 8192u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 8 learning max pool: kernel (2, 1), stride = kernel, padding (0, 0), output 2x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act1.b8.b8_h[q * 16u];
-        int8_t *restrict dst = &ctx->scratch.b8.b8_lp[q * 8u];
-        uint16_t *restrict arg = &ctx->scratch.b8.b8_lp_arg[q * 8u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 1u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 4u + j * 1u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 1u + b;
-                            found = 1;
+        /* block 8 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b8.b8_z;
+            int8_t *restrict h = ctx->scratch.b8.b8_h;
+            for (uint32_t k = 0; k < 1u * 8192u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 8 learning max pool: kernel (2, 1), stride = kernel, padding (0, 0), output 2x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b8.b8_h[q * 16u];
+            int8_t *restrict dst = &(&ctx->scratch.b8.b8_lp[(size_t)ns * 4096u])[q * 8u];
+            uint8_t *restrict arg = &(&ctx->scratch.b8.b8_lp_arg[(size_t)ns * 4096u])[q * 8u];
+            const int8_t *restrict zq = &ctx->scratch.b8.b8_z[q * 16u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b8.b8_lz[(size_t)ns * 4096u])[q * 8u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 1u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 4u + j * 1u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 1u + b;
+                                found = 1;
+                            }
                         }
                     }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    lz[i * 4u + j] = zq[(i * 2u + at / 1u) * 4u + j * 1u + at % 1u];   /* z at the argmax cell */
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
+            }
+        }
+        /* layer 12 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 2x2
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b8.b8_h[q * 16u];
+            int8_t *restrict dst = &(&ctx->act0.pool12.pool12_y[(size_t)ns * 2048u])[q * 4u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 2u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 4u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 2u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -2012,15 +2092,15 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
             for (uint32_t i = 0; i < 4608u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b8.b8_l_dx[n * 4096u + f * 8u];
-                const uint16_t *restrict argf = &ctx->scratch.b8.b8_lp_arg[n * 4096u + f * 8u];
-                const int8_t *restrict zf = &ctx->scratch.b8.b8_z[(n * 512u + f) * 16u];
+                const uint8_t *restrict argf = &ctx->scratch.b8.b8_lp_arg[n * 4096u + f * 8u];
+                const int8_t *restrict zf = &ctx->scratch.b8.b8_lz[n * 4096u + f * 8u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 2u + argf[i * 4u + j] / 1u;   /* padded coordinates */
                         const uint32_t c = j * 1u + argf[i * 4u + j] % 1u;
                         const uint32_t hh = r - 0u, ww = c - 0u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 4u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 4u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -2028,7 +2108,7 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                         const uint32_t kb0 = ww < 1u ? 1u - ww : 0u;
                         const uint32_t kb1 = ww + 3u > 5u ? 5u - ww : 3u;
                         for (uint32_t ch = 0; ch < 512u; ch++) {
-                            const int8_t *restrict xc = &ctx->act0.pool10.pool10_y[(n * 512u + ch) * 16u];
+                            const int8_t *restrict xc = &ctx->act1.pool10.pool10_y[(n * 512u + ch) * 16u];
                             int64_t *restrict rc = &row[ch * 9u];
                             for (uint32_t ka = ka0; ka < ka1; ka++) {
                                 const int8_t *restrict xr = &xc[(hh + ka - 1u) * 4u];
@@ -2045,31 +2125,6 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
                 const int64_t g = (grad > -a && grad < a) ? 0 : (int64_t)(grad / a);
                 const int64_t w_new = (int64_t)wf[i] - g - (int64_t)(wf[i] / 28000);
                 wf[i] = (int16_t)(w_new > 32767 ? 32767 : (w_new < -32767 ? -32767 : w_new));
-            }
-        }
-    }
-    /* layer 12 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 2x2
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act1.b8.b8_h[q * 16u];
-        int8_t *restrict dst = &ctx->act0.pool12.pool12_y[q * 4u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 2u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 4u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
-                        }
-                    }
-                }
-                dst[i * 2u + j] = (int8_t)best;
-                (void)at;
             }
         }
     }
@@ -2260,510 +2315,537 @@ vgg11b_cifar10_status_t vgg11b_cifar10_train_step(vgg11b_cifar10_ctx_t *ctx, con
 
 /** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch (semantics 6.6). */
 static void ng_forward(vgg11b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows) {
-    /* block 0 forward conv 3->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
-     * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
-     * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
-        for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 3u; c++) {
-            const int8_t *restrict src = &x[(n * 3u + c) * 1024u];
-            int8_t *restrict dst = &xp[c * 1156u];
-            for (uint32_t r = 0; r < 32u; r++) {
-                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 128u; f++) {
-            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-            const int16_t *restrict wf = &ctx->b0_w[f * 27u];
-            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
-            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+    /* b0: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 0 forward conv 3->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 6912), -127, 127)
+         * x [-128, 127], w [-32767, 32767]: acc [-113242752, 113242752] (28 bits), int32_t
+         * Per sample, a zero-padded copy x_pad (3 planes of 34x34 and a zero tail); per output channel, the
+         * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+            for (uint32_t i = 0; i < 3470u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 3u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
+                const int8_t *restrict src = &(&x[(size_t)ns * 3072u])[(n * 3u + c) * 1024u];
+                int8_t *restrict dst = &xp[c * 1156u];
+                for (uint32_t r = 0; r < 32u; r++) {
+                    for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
                 }
             }
-            for (uint32_t h = 0; h < 32u; h++) {
-                for (uint32_t w = 0; w < 32u; w++) {
-                    zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 6912);
-                }
-            }
-        }
-    }
-    /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b0.b0_z;
-        int8_t *restrict h = ctx->act0.b0.b0_h;
-        for (uint32_t k = 0; k < rows * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 1 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
-        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 128u; c++) {
-            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 128u + c) * 1024u];
-            int8_t *restrict dst = &xp[c * 1156u];
-            for (uint32_t r = 0; r < 32u; r++) {
-                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 128u; f++) {
-            int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-            const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
-            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 128u + f) * 1024u];
-            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
-                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
+            for (uint32_t f = 0; f < 128u; f++) {
+                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+                const int16_t *restrict wf = &ctx->b0_w[f * 27u];
+                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 1024u];
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 3u; c++) {
                     for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
+                        ng_mac3_i32_i8_i16_i32(acc, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                     }
                 }
-                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 32u; h++) {
-                for (uint32_t w = 0; w < 32u; w++) {
-                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
-                }
-            }
-        }
-    }
-    /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b1.b1_z;
-        int8_t *restrict h = ctx->act1.b1.b1_h;
-        for (uint32_t k = 0; k < rows * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 2 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
-        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 128u; c++) {
-            const int8_t *restrict src = &ctx->act1.b1.b1_h[(n * 128u + c) * 1024u];
-            int8_t *restrict dst = &xp[c * 1156u];
-            for (uint32_t r = 0; r < 32u; r++) {
-                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 128u; f++) {
-            int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-            const int16_t *restrict wf = &ctx->b2_w[f * 1152u];
-            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 128u + f) * 1024u];
-            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
-                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
+                for (uint32_t h = 0; h < 32u; h++) {
+                    for (uint32_t w = 0; w < 32u; w++) {
+                        zf[h * 32u + w] = ng_scale32(acc[h * 34u + w], 6912);
                     }
                 }
-                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 32u; h++) {
-                for (uint32_t w = 0; w < 32u; w++) {
-                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
-                }
             }
         }
-    }
-    /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b2.b2_z;
-        int8_t *restrict h = ctx->act0.b2.b2_h;
-        for (uint32_t k = 0; k < rows * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 3 forward conv 128->256 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
-     * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
-        for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 128u; c++) {
-            const int8_t *restrict src = &ctx->act0.b2.b2_h[(n * 128u + c) * 1024u];
-            int8_t *restrict dst = &xp[c * 1156u];
-            for (uint32_t r = 0; r < 32u; r++) {
-                for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 256u; f++) {
-            int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-            const int16_t *restrict wf = &ctx->b3_w[f * 1152u];
-            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 256u + f) * 1024u];
-            for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
-                for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
-                    }
-                }
-                for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 32u; h++) {
-                for (uint32_t w = 0; w < 32u; w++) {
-                    zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
-                }
-            }
+        /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b0.b0_z;
+            int8_t *restrict h = (&ctx->act0.b0.b0_h[(size_t)ns * 131072u]);
+            for (uint32_t k = 0; k < 1u * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
         }
     }
-    /* block 3 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b3.b3_z;
-        int8_t *restrict h = ctx->act1.b3.b3_h;
-        for (uint32_t k = 0; k < rows * 262144u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* layer 4 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 16x16
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 256u; q++) {
-        const int8_t *restrict src = &ctx->act1.b3.b3_h[q * 1024u];
-        int8_t *restrict dst = &ctx->act0.pool4.pool4_y[q * 256u];
-        for (uint32_t i = 0; i < 16u; i++) {
-            for (uint32_t j = 0; j < 16u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 32u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b1: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 1 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+         * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+            for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 128u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b0.b0_h[(size_t)ns * 131072u])[(n * 128u + c) * 1024u];
+                int8_t *restrict dst = &xp[c * 1156u];
+                for (uint32_t r = 0; r < 32u; r++) {
+                    for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 128u; f++) {
+                int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+                const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
+                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 128u + f) * 1024u];
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
+                    for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                         }
                     }
+                    for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
                 }
-                dst[i * 16u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 4 forward conv 256->256 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
-        for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 256u; c++) {
-            const int8_t *restrict src = &ctx->act0.pool4.pool4_y[(n * 256u + c) * 256u];
-            int8_t *restrict dst = &xp[c * 324u];
-            for (uint32_t r = 0; r < 16u; r++) {
-                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 256u; f++) {
-            int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-            const int16_t *restrict wf = &ctx->b4_w[f * 2304u];
-            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 256u + f) * 256u];
-            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
-                for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
+                for (uint32_t h = 0; h < 32u; h++) {
+                    for (uint32_t w = 0; w < 32u; w++) {
+                        zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
                     }
                 }
-                for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 16u; h++) {
-                for (uint32_t w = 0; w < 16u; w++) {
-                    zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
-                }
             }
         }
-    }
-    /* block 4 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b4.b4_z;
-        int8_t *restrict h = ctx->act1.b4.b4_h;
-        for (uint32_t k = 0; k < rows * 65536u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 5 forward conv 256->512 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
-     * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
-        for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 256u; c++) {
-            const int8_t *restrict src = &ctx->act1.b4.b4_h[(n * 256u + c) * 256u];
-            int8_t *restrict dst = &xp[c * 324u];
-            for (uint32_t r = 0; r < 16u; r++) {
-                for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-            const int16_t *restrict wf = &ctx->b5_w[f * 2304u];
-            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 256u];
-            for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
-                for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
-                    }
-                }
-                for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 16u; h++) {
-                for (uint32_t w = 0; w < 16u; w++) {
-                    zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
-                }
-            }
+        /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b1.b1_z;
+            int8_t *restrict h = (&ctx->act1.b1.b1_h[(size_t)ns * 131072u]);
+            for (uint32_t k = 0; k < 1u * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
         }
     }
-    /* block 5 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b5.b5_z;
-        int8_t *restrict h = ctx->act0.b5.b5_h;
-        for (uint32_t k = 0; k < rows * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* layer 7 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 8x8
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b5.b5_h[q * 256u];
-        int8_t *restrict dst = &ctx->act1.pool7.pool7_y[q * 64u];
-        for (uint32_t i = 0; i < 8u; i++) {
-            for (uint32_t j = 0; j < 8u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 16u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b2: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 2 forward conv 128->128 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+         * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+            for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 128u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.b1.b1_h[(size_t)ns * 131072u])[(n * 128u + c) * 1024u];
+                int8_t *restrict dst = &xp[c * 1156u];
+                for (uint32_t r = 0; r < 32u; r++) {
+                    for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 128u; f++) {
+                int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+                const int16_t *restrict wf = &ctx->b2_w[f * 1152u];
+                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 128u + f) * 1024u];
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
+                    for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                         }
                     }
+                    for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
                 }
-                dst[i * 8u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 6 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b6.b6_xpad;
-        for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 512u + c) * 64u];
-            int8_t *restrict dst = &xp[c * 100u];
-            for (uint32_t r = 0; r < 8u; r++) {
-                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b6.b6_acc_plane;
-            const int16_t *restrict wf = &ctx->b6_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b6.b6_z[(n * 512u + f) * 64u];
-            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
-                for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
+                for (uint32_t h = 0; h < 32u; h++) {
+                    for (uint32_t w = 0; w < 32u; w++) {
+                        zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
                     }
                 }
-                for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 8u; h++) {
-                for (uint32_t w = 0; w < 8u; w++) {
-                    zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
-                }
             }
         }
-    }
-    /* block 6 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b6.b6_z;
-        int8_t *restrict h = ctx->act0.b6.b6_h;
-        for (uint32_t k = 0; k < rows * 32768u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 7 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
-     * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b7.b7_xpad;
-        for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act0.b6.b6_h[(n * 512u + c) * 64u];
-            int8_t *restrict dst = &xp[c * 100u];
-            for (uint32_t r = 0; r < 8u; r++) {
-                for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b7.b7_acc_plane;
-            const int16_t *restrict wf = &ctx->b7_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b7.b7_z[(n * 512u + f) * 64u];
-            for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
-                for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
-                    }
-                }
-                for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 8u; h++) {
-                for (uint32_t w = 0; w < 8u; w++) {
-                    zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
-                }
-            }
+        /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b2.b2_z;
+            int8_t *restrict h = (&ctx->act0.b2.b2_h[(size_t)ns * 131072u]);
+            for (uint32_t k = 0; k < 1u * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
         }
     }
-    /* block 7 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b7.b7_z;
-        int8_t *restrict h = ctx->act1.b7.b7_h;
-        for (uint32_t k = 0; k < rows * 32768u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* layer 10 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 4x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act1.b7.b7_h[q * 64u];
-        int8_t *restrict dst = &ctx->act0.pool10.pool10_y[q * 16u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 8u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b3: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 3 forward conv 128->256 3x3/1, 32->32: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (128 planes of 34x34 and a zero tail); per output channel, the
+         * accumulators are rows of stride 34, so each kernel row (c, a) is one contiguous loop of 1088
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 32 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+            for (uint32_t i = 0; i < 147970u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 128u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b2.b2_h[(size_t)ns * 131072u])[(n * 128u + c) * 1024u];
+                int8_t *restrict dst = &xp[c * 1156u];
+                for (uint32_t r = 0; r < 32u; r++) {
+                    for (uint32_t s = 0; s < 32u; s++) dst[(r + 1u) * 34u + 1u + s] = src[r * 32u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 256u; f++) {
+                int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+                const int16_t *restrict wf = &ctx->b3_w[f * 1152u];
+                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 256u + f) * 1024u];
+                for (uint32_t i = 0; i < 1088u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
+                    for (uint32_t i = 0; i < 1088u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 1156u + a * 34u], &wf[(c * 3u + a) * 3u], 1088u);
                         }
                     }
+                    for (uint32_t i = 0; i < 1088u; i++) acc[i] += part[i];
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 8 forward conv 512->512 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 6x6 and a zero tail); per output channel, the
-     * accumulators are rows of stride 6, so each kernel row (c, a) is one contiguous loop of 32
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 4 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b8.b8_xpad;
-        for (uint32_t i = 0; i < 18442u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act0.pool10.pool10_y[(n * 512u + c) * 16u];
-            int8_t *restrict dst = &xp[c * 36u];
-            for (uint32_t r = 0; r < 4u; r++) {
-                for (uint32_t s = 0; s < 4u; s++) dst[(r + 1u) * 6u + 1u + s] = src[r * 4u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b8.b8_acc_plane;
-            const int16_t *restrict wf = &ctx->b8_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b8.b8_z[(n * 512u + f) * 16u];
-            for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
-                for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u], &wf[(c * 3u + a) * 3u], 32u);
+                for (uint32_t h = 0; h < 32u; h++) {
+                    for (uint32_t w = 0; w < 32u; w++) {
+                        zf[h * 32u + w] = ng_scale64(acc[h * 34u + w], 294912);
                     }
                 }
-                for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 4u; h++) {
-                for (uint32_t w = 0; w < 4u; w++) {
-                    zf[h * 4u + w] = ng_scale64(acc[h * 6u + w], 1179648);
-                }
             }
         }
-    }
-    /* block 8 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b8.b8_z;
-        int8_t *restrict h = ctx->act1.b8.b8_h;
-        for (uint32_t k = 0; k < rows * 8192u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* layer 12 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 2x2
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act1.b8.b8_h[q * 16u];
-        int8_t *restrict dst = &ctx->act0.pool12.pool12_y[q * 4u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 2u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 4u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+        /* block 3 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b3.b3_z;
+            int8_t *restrict h = ctx->scratch.b3.b3_h;
+            for (uint32_t k = 0; k < 1u * 262144u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* layer 4 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 16x16
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 256u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b3.b3_h[q * 1024u];
+            int8_t *restrict dst = &(&ctx->act1.pool4.pool4_y[(size_t)ns * 65536u])[q * 256u];
+            for (uint32_t i = 0; i < 16u; i++) {
+                for (uint32_t j = 0; j < 16u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 32u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
                         }
                     }
+                    dst[i * 16u + j] = (int8_t)best;
+                    (void)at;
                 }
-                dst[i * 2u + j] = (int8_t)best;
-                (void)at;
+            }
+        }
+    }
+    /* b4: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 4 forward conv 256->256 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
+         * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+            for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 256u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool4.pool4_y[(size_t)ns * 65536u])[(n * 256u + c) * 256u];
+                int8_t *restrict dst = &xp[c * 324u];
+                for (uint32_t r = 0; r < 16u; r++) {
+                    for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 256u; f++) {
+                int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+                const int16_t *restrict wf = &ctx->b4_w[f * 2304u];
+                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 256u + f) * 256u];
+                for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
+                    for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
+                        }
+                    }
+                    for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
+                }
+                for (uint32_t h = 0; h < 16u; h++) {
+                    for (uint32_t w = 0; w < 16u; w++) {
+                        zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
+                    }
+                }
+            }
+        }
+        /* block 4 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b4.b4_z;
+            int8_t *restrict h = (&ctx->act0.b4.b4_h[(size_t)ns * 65536u]);
+            for (uint32_t k = 0; k < 1u * 65536u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+    }
+    /* b5: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 5 forward conv 256->512 3x3/1, 16->16: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (256 planes of 18x18 and a zero tail); per output channel, the
+         * accumulators are rows of stride 18, so each kernel row (c, a) is one contiguous loop of 288
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 16 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+            for (uint32_t i = 0; i < 82946u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 256u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b4.b4_h[(size_t)ns * 65536u])[(n * 256u + c) * 256u];
+                int8_t *restrict dst = &xp[c * 324u];
+                for (uint32_t r = 0; r < 16u; r++) {
+                    for (uint32_t s = 0; s < 16u; s++) dst[(r + 1u) * 18u + 1u + s] = src[r * 16u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+                const int16_t *restrict wf = &ctx->b5_w[f * 2304u];
+                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 256u];
+                for (uint32_t i = 0; i < 288u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
+                    for (uint32_t i = 0; i < 288u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 324u + a * 18u], &wf[(c * 3u + a) * 3u], 288u);
+                        }
+                    }
+                    for (uint32_t i = 0; i < 288u; i++) acc[i] += part[i];
+                }
+                for (uint32_t h = 0; h < 16u; h++) {
+                    for (uint32_t w = 0; w < 16u; w++) {
+                        zf[h * 16u + w] = ng_scale64(acc[h * 18u + w], 589824);
+                    }
+                }
+            }
+        }
+        /* block 5 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b5.b5_z;
+            int8_t *restrict h = ctx->scratch.b5.b5_h;
+            for (uint32_t k = 0; k < 1u * 131072u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* layer 7 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 8x8
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b5.b5_h[q * 256u];
+            int8_t *restrict dst = &(&ctx->act1.pool7.pool7_y[(size_t)ns * 32768u])[q * 64u];
+            for (uint32_t i = 0; i < 8u; i++) {
+                for (uint32_t j = 0; j < 8u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 16u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 8u + j] = (int8_t)best;
+                    (void)at;
+                }
+            }
+        }
+    }
+    /* b6: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 6 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
+         * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b6.b6_xpad;
+            for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool7.pool7_y[(size_t)ns * 32768u])[(n * 512u + c) * 64u];
+                int8_t *restrict dst = &xp[c * 100u];
+                for (uint32_t r = 0; r < 8u; r++) {
+                    for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b6.b6_acc_plane;
+                const int16_t *restrict wf = &ctx->b6_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b6.b6_z[(n * 512u + f) * 64u];
+                for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b6.b6_acc_part;
+                    for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
+                        }
+                    }
+                    for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
+                }
+                for (uint32_t h = 0; h < 8u; h++) {
+                    for (uint32_t w = 0; w < 8u; w++) {
+                        zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
+                    }
+                }
+            }
+        }
+        /* block 6 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b6.b6_z;
+            int8_t *restrict h = (&ctx->act0.b6.b6_h[(size_t)ns * 32768u]);
+            for (uint32_t k = 0; k < 1u * 32768u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+    }
+    /* b7: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 7 forward conv 512->512 3x3/1, 8->8: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 10x10 and a zero tail); per output channel, the
+         * accumulators are rows of stride 10, so each kernel row (c, a) is one contiguous loop of 80
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 8 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b7.b7_xpad;
+            for (uint32_t i = 0; i < 51202u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b6.b6_h[(size_t)ns * 32768u])[(n * 512u + c) * 64u];
+                int8_t *restrict dst = &xp[c * 100u];
+                for (uint32_t r = 0; r < 8u; r++) {
+                    for (uint32_t s = 0; s < 8u; s++) dst[(r + 1u) * 10u + 1u + s] = src[r * 8u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b7.b7_acc_plane;
+                const int16_t *restrict wf = &ctx->b7_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b7.b7_z[(n * 512u + f) * 64u];
+                for (uint32_t i = 0; i < 80u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b7.b7_acc_part;
+                    for (uint32_t i = 0; i < 80u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 100u + a * 10u], &wf[(c * 3u + a) * 3u], 80u);
+                        }
+                    }
+                    for (uint32_t i = 0; i < 80u; i++) acc[i] += part[i];
+                }
+                for (uint32_t h = 0; h < 8u; h++) {
+                    for (uint32_t w = 0; w < 8u; w++) {
+                        zf[h * 8u + w] = ng_scale64(acc[h * 10u + w], 1179648);
+                    }
+                }
+            }
+        }
+        /* block 7 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b7.b7_z;
+            int8_t *restrict h = ctx->scratch.b7.b7_h;
+            for (uint32_t k = 0; k < 1u * 32768u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* layer 10 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 4x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b7.b7_h[q * 64u];
+            int8_t *restrict dst = &(&ctx->act1.pool10.pool10_y[(size_t)ns * 8192u])[q * 16u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 8u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 4u + j] = (int8_t)best;
+                    (void)at;
+                }
+            }
+        }
+    }
+    /* b8: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 8 forward conv 512->512 3x3/1, 4->4: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 6x6 and a zero tail); per output channel, the
+         * accumulators are rows of stride 6, so each kernel row (c, a) is one contiguous loop of 32
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 4 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b8.b8_xpad;
+            for (uint32_t i = 0; i < 18442u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool10.pool10_y[(size_t)ns * 8192u])[(n * 512u + c) * 16u];
+                int8_t *restrict dst = &xp[c * 36u];
+                for (uint32_t r = 0; r < 4u; r++) {
+                    for (uint32_t s = 0; s < 4u; s++) dst[(r + 1u) * 6u + 1u + s] = src[r * 4u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b8.b8_acc_plane;
+                const int16_t *restrict wf = &ctx->b8_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b8.b8_z[(n * 512u + f) * 16u];
+                for (uint32_t i = 0; i < 32u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b8.b8_acc_part;
+                    for (uint32_t i = 0; i < 32u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 36u + a * 6u], &wf[(c * 3u + a) * 3u], 32u);
+                        }
+                    }
+                    for (uint32_t i = 0; i < 32u; i++) acc[i] += part[i];
+                }
+                for (uint32_t h = 0; h < 4u; h++) {
+                    for (uint32_t w = 0; w < 4u; w++) {
+                        zf[h * 4u + w] = ng_scale64(acc[h * 6u + w], 1179648);
+                    }
+                }
+            }
+        }
+        /* block 8 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b8.b8_z;
+            int8_t *restrict h = ctx->scratch.b8.b8_h;
+            for (uint32_t k = 0; k < 1u * 8192u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* layer 12 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 2x2
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b8.b8_h[q * 16u];
+            int8_t *restrict dst = &(&ctx->act0.pool12.pool12_y[(size_t)ns * 2048u])[q * 4u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 2u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 4u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 2u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -2998,11 +3080,223 @@ vgg11b_cifar10_status_t vgg11b_cifar10_import_params(vgg11b_cifar10_ctx_t *ctx, 
     for (uint32_t i = 0; i < 10240u; i++) ctx->out_w[i] = (int16_t)in[k++];
     return VGG11B_CIFAR10_OK;
 }
+/* Checkpoints: little-endian byte images assembled with shifts (no struct copies, no type punning). */
+static const uint8_t ng_ck_magic[4] = { 0x4E, 0x47, 0x43, 0x4B };
+
+static void ng_put_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t ng_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void ng_put_u64(uint8_t *p, uint64_t v) {
+    ng_put_u32(p, (uint32_t)(v & 0xFFFFFFFFu));
+    ng_put_u32(&p[4], (uint32_t)(v >> 32));
+}
+
+static uint64_t ng_get_u64(const uint8_t *p) {
+    return (uint64_t)ng_get_u32(p) | ((uint64_t)ng_get_u32(&p[4]) << 32);
+}
+
+/** The int32 whose two's-complement bits are u, without C99's implementation-defined conversion. */
+static int32_t ng_i32_of_bits(uint32_t u) {
+    return u <= 0x7FFFFFFFu ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+/** CRC-32 of a checkpoint: bytes [0, 24) then [28, VGG11B_CIFAR10_CHECKPOINT_BYTES), skipping the CRC field. */
+static uint32_t ng_ck_crc(const uint8_t *buf) {
+    const uint32_t crc = ng_crc32_update(0u, buf, 24u);
+    return ng_crc32_update(crc, &buf[28], VGG11B_CIFAR10_CHECKPOINT_BYTES - 28u);
+}
+
+vgg11b_cifar10_status_t vgg11b_cifar10_checkpoint_save(const vgg11b_cifar10_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written) {
+    size_t k = 28u;
+    if (written != NULL) *written = 0u;
+    if (ctx == NULL || buf == NULL || cap < VGG11B_CIFAR10_CHECKPOINT_BYTES) return VGG11B_CIFAR10_ERR_ARG;
+    for (uint32_t i = 0; i < 4u; i++) buf[i] = ng_ck_magic[i];
+    ng_put_u32(&buf[4], VGG11B_CIFAR10_CHECKPOINT_VERSION);
+    ng_put_u64(&buf[8], VGG11B_CIFAR10_CHECKPOINT_SPEC_HASH);
+    ng_put_u64(&buf[16], (uint64_t)VGG11B_CIFAR10_CHECKPOINT_BYTES);
+    for (uint32_t i = 0; i < 3456u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_w[i]);   /* blocks.0.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_l_w[i]);   /* blocks.0.learning.weight */
+    for (uint32_t i = 0; i < 147456u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_w[i]);   /* blocks.1.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_l_w[i]);   /* blocks.1.learning.weight */
+    for (uint32_t i = 0; i < 147456u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_w[i]);   /* blocks.2.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_l_w[i]);   /* blocks.2.learning.weight */
+    for (uint32_t i = 0; i < 294912u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b3_w[i]);   /* blocks.3.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b3_l_w[i]);   /* blocks.3.learning.weight */
+    for (uint32_t i = 0; i < 589824u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b4_w[i]);   /* blocks.4.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b4_l_w[i]);   /* blocks.4.learning.weight */
+    for (uint32_t i = 0; i < 1179648u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b5_w[i]);   /* blocks.5.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b5_l_w[i]);   /* blocks.5.learning.weight */
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b6_w[i]);   /* blocks.6.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b6_l_w[i]);   /* blocks.6.learning.weight */
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b7_w[i]);   /* blocks.7.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b7_l_w[i]);   /* blocks.7.learning.weight */
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b8_w[i]);   /* blocks.8.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b8_l_w[i]);   /* blocks.8.learning.weight */
+    for (uint32_t i = 0; i < 2097152u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b9_w[i]);   /* blocks.9.forward.weight */
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b9_l_w[i]);   /* blocks.9.learning.weight */
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->out_w[i]);   /* output.weight */
+    ng_put_u64(&buf[47707676], ctx->rng_state);
+    ng_put_u64(&buf[47707684], ctx->rng_inc);
+    ng_put_u64(&buf[47707692], (uint64_t)ctx->lr_inv);   /* in [1, LR_INV_MAX]: no sign to keep */
+    ng_put_u32(&buf[47707700], ctx->steps);
+    ng_put_u32(&buf[47707704], ctx->epoch);
+    ng_put_u32(&buf[24], ng_ck_crc(buf));
+    if (written != NULL) *written = VGG11B_CIFAR10_CHECKPOINT_BYTES;
+    return VGG11B_CIFAR10_OK;
+}
+
+vgg11b_cifar10_status_t vgg11b_cifar10_checkpoint_load(vgg11b_cifar10_ctx_t *ctx, const uint8_t *buf, size_t n) {
+    size_t k;
+    uint64_t lr_inv;
+    if (ctx == NULL || buf == NULL) return VGG11B_CIFAR10_ERR_ARG;
+    /* The checks of the header's list, in its order; nothing below writes ctx until all have passed. */
+    for (k = 0; k < 4u && k < n; k++) {
+        if (buf[k] != ng_ck_magic[k]) return VGG11B_CIFAR10_ERR_MAGIC;
+    }
+    if (n < 28u) return VGG11B_CIFAR10_ERR_TRUNCATED;
+    if (ng_get_u32(&buf[4]) != VGG11B_CIFAR10_CHECKPOINT_VERSION) return VGG11B_CIFAR10_ERR_VERSION;
+    if (ng_get_u64(&buf[8]) != VGG11B_CIFAR10_CHECKPOINT_SPEC_HASH) return VGG11B_CIFAR10_ERR_SPEC;
+    if (ng_get_u64(&buf[16]) != (uint64_t)VGG11B_CIFAR10_CHECKPOINT_BYTES) return VGG11B_CIFAR10_ERR_LENGTH;
+    if (n < VGG11B_CIFAR10_CHECKPOINT_BYTES) return VGG11B_CIFAR10_ERR_TRUNCATED;
+    if (n > VGG11B_CIFAR10_CHECKPOINT_BYTES) return VGG11B_CIFAR10_ERR_LENGTH;
+    if (ng_get_u32(&buf[24]) != ng_ck_crc(buf)) return VGG11B_CIFAR10_ERR_CRC;
+    k = 28u;
+    for (uint32_t i = 0; i < 3456u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.0.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.0.learning.weight */
+    }
+    for (uint32_t i = 0; i < 147456u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.1.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.1.learning.weight */
+    }
+    for (uint32_t i = 0; i < 147456u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.2.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.2.learning.weight */
+    }
+    for (uint32_t i = 0; i < 294912u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.3.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.3.learning.weight */
+    }
+    for (uint32_t i = 0; i < 589824u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.4.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.4.learning.weight */
+    }
+    for (uint32_t i = 0; i < 1179648u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.5.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.5.learning.weight */
+    }
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.6.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.6.learning.weight */
+    }
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.7.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.7.learning.weight */
+    }
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.8.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.8.learning.weight */
+    }
+    for (uint32_t i = 0; i < 2097152u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.9.forward.weight */
+    }
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* blocks.9.learning.weight */
+    }
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG11B_CIFAR10_ERR_RANGE;   /* output.weight */
+    }
+    lr_inv = ng_get_u64(&buf[47707692]);
+    if (lr_inv < 1u || lr_inv > (uint64_t)VGG11B_CIFAR10_LR_INV_MAX) return VGG11B_CIFAR10_ERR_RANGE;
+    if ((ng_get_u64(&buf[47707684]) & 1u) == 0u) return VGG11B_CIFAR10_ERR_RANGE;   /* PCG needs an odd increment */
+    k = 28u;
+    for (uint32_t i = 0; i < 3456u; i++, k += 4u) ctx->b0_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b0_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 147456u; i++, k += 4u) ctx->b1_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b1_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 147456u; i++, k += 4u) ctx->b2_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b2_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 294912u; i++, k += 4u) ctx->b3_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b3_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 589824u; i++, k += 4u) ctx->b4_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b4_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 1179648u; i++, k += 4u) ctx->b5_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b5_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ctx->b6_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b6_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ctx->b7_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b7_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ctx->b8_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b8_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 2097152u; i++, k += 4u) ctx->b9_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) ctx->b9_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) ctx->out_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    ctx->rng_state = ng_get_u64(&buf[47707676]);
+    ctx->rng_inc = ng_get_u64(&buf[47707684]);
+    ctx->lr_inv = (int64_t)lr_inv;   /* <= LR_INV_MAX < 2^63: exact */
+    ctx->steps = ng_get_u32(&buf[47707700]);
+    ctx->epoch = ng_get_u32(&buf[47707704]);
+    return VGG11B_CIFAR10_OK;
+}
 
 const char *vgg11b_cifar10_status_str(vgg11b_cifar10_status_t status) {
     switch (status) {
     case VGG11B_CIFAR10_OK: return "success";
     case VGG11B_CIFAR10_ERR_ARG: return "NULL pointer or out-of-range argument; the context is unchanged";
+    case VGG11B_CIFAR10_ERR_MAGIC: return "not a nitrogen checkpoint (wrong magic bytes)";
+    case VGG11B_CIFAR10_ERR_VERSION: return "checkpoint format version not supported by this build";
+    case VGG11B_CIFAR10_ERR_SPEC: return "checkpoint of another network (spec hash differs)";
+    case VGG11B_CIFAR10_ERR_TRUNCATED: return "checkpoint truncated (shorter than its header or its length field)";
+    case VGG11B_CIFAR10_ERR_LENGTH: return "checkpoint length field does not match this network, or bytes after its end";
+    case VGG11B_CIFAR10_ERR_CRC: return "checkpoint corrupt (CRC-32 mismatch)";
+    case VGG11B_CIFAR10_ERR_RANGE: return "checkpoint value out of range (a parameter, lr_inv or the PRNG increment)";
     }
     return "unknown status";
 }

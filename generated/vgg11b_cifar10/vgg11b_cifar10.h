@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define VGG11B_CIFAR10_NITROGEN_ABI 1
+#define VGG11B_CIFAR10_NITROGEN_ABI 2
 #define VGG11B_CIFAR10_BATCH 64
 #define VGG11B_CIFAR10_CHANNELS 3
 #define VGG11B_CIFAR10_HEIGHT 32
@@ -44,12 +44,22 @@ extern "C" {
 #define VGG11B_CIFAR10_PARAMS_COUNT 11926912
 #define VGG11B_CIFAR10_LR_INV_INIT 512
 #define VGG11B_CIFAR10_LR_INV_MAX INT64_C(7205759403792793)
-#define VGG11B_CIFAR10_CTX_BYTES 68017064u   /**< sizeof(vgg11b_cifar10_ctx_t) with natural alignment */
+#define VGG11B_CIFAR10_CTX_BYTES 43375528u   /**< sizeof(vgg11b_cifar10_ctx_t) with natural alignment */
+#define VGG11B_CIFAR10_CHECKPOINT_VERSION 1u   /**< checkpoint format version written and accepted */
+#define VGG11B_CIFAR10_CHECKPOINT_SPEC_HASH UINT64_C(0x075466537AF61A99)   /**< identifies compatible builds; see vgg11b_cifar10_checkpoint_save() */
+#define VGG11B_CIFAR10_CHECKPOINT_BYTES 47707708u   /**< size of a checkpoint: header, parameters, training state */
 
 /** Status codes returned by every function. */
 typedef enum {
     VGG11B_CIFAR10_OK = 0,   /**< success */
     VGG11B_CIFAR10_ERR_ARG = -1,   /**< NULL pointer or out-of-range argument; the context is unchanged */
+    VGG11B_CIFAR10_ERR_MAGIC = -2,   /**< not a nitrogen checkpoint (wrong magic bytes) */
+    VGG11B_CIFAR10_ERR_VERSION = -3,   /**< checkpoint format version not supported by this build */
+    VGG11B_CIFAR10_ERR_SPEC = -4,   /**< checkpoint of another network (spec hash differs) */
+    VGG11B_CIFAR10_ERR_TRUNCATED = -5,   /**< checkpoint truncated (shorter than its header or its length field) */
+    VGG11B_CIFAR10_ERR_LENGTH = -6,   /**< checkpoint length field does not match this network, or bytes after its end */
+    VGG11B_CIFAR10_ERR_CRC = -7,   /**< checkpoint corrupt (CRC-32 mismatch) */
+    VGG11B_CIFAR10_ERR_RANGE = -8,   /**< checkpoint value out of range (a parameter, lr_inv or the PRNG increment) */
 } vgg11b_cifar10_status_t;
 
 /** Integer statistics of one training step (before that step's updates). */
@@ -86,17 +96,18 @@ typedef struct {
     int16_t b9_w[2097152];   /**< blocks.9.forward.weight [1024, 2048], range [-32767, 32767] */
     int16_t b9_l_w[10240];   /**< blocks.9.learning.weight [10, 1024], range [-32767, 32767] */
     int16_t out_w[10240];   /**< output.weight [10, 1024], range [-32767, 32767] */
-    union {   /* scratch: groups with disjoint lifetimes share these 18800776 bytes */
+    union {   /* scratch: groups with disjoint lifetimes share these 2547848 bytes */
         struct {
             int64_t b0_row[27];   /**< block 0 forward conv update: one output row of the weight gradient [27], range [-13657579192320, 13657579192320] */
             int32_t b0_l_dx[262144];   /**< block 0 learning input gradient [64, 4096], range [-52099530, 52099530] */
             int32_t b0_acc_plane[1088];   /**< block 0 accumulators of one output channel, rows of stride 34 [1088], range [-113242752, 113242752] */
             int32_t b0_l_row[4096];   /**< block 0 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
-            uint16_t b0_lp_arg[262144];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 31] */
             int16_t b0_l_delta[640];   /**< block 0 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b0_z[8388608];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) [64, 131072], range [-127, 127] */
+            int8_t b0_z[131072];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 131072], range [-127, 127] */
             int8_t b0_xpad[3470];   /**< block 0 zero-padded input of one sample [3470], range [-128, 127] */
             int8_t b0_lp[262144];   /**< block 0 learning max pool (8, 4) pad (0, 0) [64, 4096], range [-67, 91] */
+            uint8_t b0_lp_arg[262144];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 31] */
+            int8_t b0_lz[262144];   /**< block 0 NITRO-ReLU input at each window's argmax cell [64, 4096], range [-127, 127] */
             int8_t b0_l_logits[640];   /**< block 0 local logits [64, 10], range [-127, 127] */
         } b0;
         struct {
@@ -105,11 +116,12 @@ typedef struct {
             int32_t b1_l_dx[262144];   /**< block 1 learning input gradient [64, 4096], range [-52099530, 52099530] */
             int32_t b1_acc_part[1088];   /**< block 1 exact int32 partial sums of one output channel [1088], range [-2146893840, 2146893840] */
             int32_t b1_l_row[4096];   /**< block 1 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
-            uint16_t b1_lp_arg[262144];   /**< block 1 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 31] */
             int16_t b1_l_delta[640];   /**< block 1 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b1_z[8388608];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) [64, 131072], range [-127, 127] */
+            int8_t b1_z[131072];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 131072], range [-127, 127] */
             int8_t b1_xpad[147970];   /**< block 1 zero-padded input of one sample [147970], range [-67, 91] */
             int8_t b1_lp[262144];   /**< block 1 learning max pool (8, 4) pad (0, 0) [64, 4096], range [-67, 91] */
+            uint8_t b1_lp_arg[262144];   /**< block 1 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 31] */
+            int8_t b1_lz[262144];   /**< block 1 NITRO-ReLU input at each window's argmax cell [64, 4096], range [-127, 127] */
             int8_t b1_l_logits[640];   /**< block 1 local logits [64, 10], range [-127, 127] */
         } b1;
         struct {
@@ -118,11 +130,12 @@ typedef struct {
             int32_t b2_l_dx[262144];   /**< block 2 learning input gradient [64, 4096], range [-52099530, 52099530] */
             int32_t b2_acc_part[1088];   /**< block 2 exact int32 partial sums of one output channel [1088], range [-2146893840, 2146893840] */
             int32_t b2_l_row[4096];   /**< block 2 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
-            uint16_t b2_lp_arg[262144];   /**< block 2 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 31] */
             int16_t b2_l_delta[640];   /**< block 2 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b2_z[8388608];   /**< block 2 NITRO-Scaling output (NITRO-ReLU input) [64, 131072], range [-127, 127] */
+            int8_t b2_z[131072];   /**< block 2 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 131072], range [-127, 127] */
             int8_t b2_xpad[147970];   /**< block 2 zero-padded input of one sample [147970], range [-67, 91] */
             int8_t b2_lp[262144];   /**< block 2 learning max pool (8, 4) pad (0, 0) [64, 4096], range [-67, 91] */
+            uint8_t b2_lp_arg[262144];   /**< block 2 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 31] */
+            int8_t b2_lz[262144];   /**< block 2 NITRO-ReLU input at each window's argmax cell [64, 4096], range [-127, 127] */
             int8_t b2_l_logits[640];   /**< block 2 local logits [64, 10], range [-127, 127] */
         } b2;
         struct {
@@ -131,11 +144,13 @@ typedef struct {
             int32_t b3_l_dx[262144];   /**< block 3 learning input gradient [64, 4096], range [-52099530, 52099530] */
             int32_t b3_acc_part[1088];   /**< block 3 exact int32 partial sums of one output channel [1088], range [-2146893840, 2146893840] */
             int32_t b3_l_row[4096];   /**< block 3 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
-            uint16_t b3_lp_arg[262144];   /**< block 3 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 63] */
             int16_t b3_l_delta[640];   /**< block 3 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b3_z[16777216];   /**< block 3 NITRO-Scaling output (NITRO-ReLU input) [64, 262144], range [-127, 127] */
+            int8_t b3_z[262144];   /**< block 3 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 262144], range [-127, 127] */
+            int8_t b3_h[262144];   /**< block 3 NITRO-ReLU output of one sample [1, 262144], range [-67, 91] */
             int8_t b3_xpad[147970];   /**< block 3 zero-padded input of one sample [147970], range [-67, 91] */
             int8_t b3_lp[262144];   /**< block 3 learning max pool (8, 8) pad (0, 0) [64, 4096], range [-67, 91] */
+            uint8_t b3_lp_arg[262144];   /**< block 3 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 63] */
+            int8_t b3_lz[262144];   /**< block 3 NITRO-ReLU input at each window's argmax cell [64, 4096], range [-127, 127] */
             int8_t b3_l_logits[640];   /**< block 3 local logits [64, 10], range [-127, 127] */
         } b3;
         struct {
@@ -144,11 +159,12 @@ typedef struct {
             int32_t b4_l_dx[262144];   /**< block 4 learning input gradient [64, 4096], range [-52099530, 52099530] */
             int32_t b4_acc_part[288];   /**< block 4 exact int32 partial sums of one output channel [288], range [-2146893840, 2146893840] */
             int32_t b4_l_row[4096];   /**< block 4 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
-            uint16_t b4_lp_arg[262144];   /**< block 4 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 15] */
             int16_t b4_l_delta[640];   /**< block 4 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b4_z[4194304];   /**< block 4 NITRO-Scaling output (NITRO-ReLU input) [64, 65536], range [-127, 127] */
+            int8_t b4_z[65536];   /**< block 4 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 65536], range [-127, 127] */
             int8_t b4_xpad[82946];   /**< block 4 zero-padded input of one sample [82946], range [-67, 91] */
             int8_t b4_lp[262144];   /**< block 4 learning max pool (4, 4) pad (0, 0) [64, 4096], range [-67, 91] */
+            uint8_t b4_lp_arg[262144];   /**< block 4 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 15] */
+            int8_t b4_lz[262144];   /**< block 4 NITRO-ReLU input at each window's argmax cell [64, 4096], range [-127, 127] */
             int8_t b4_l_logits[640];   /**< block 4 local logits [64, 10], range [-127, 127] */
         } b4;
         struct {
@@ -157,11 +173,13 @@ typedef struct {
             int32_t b5_l_dx[262144];   /**< block 5 learning input gradient [64, 4096], range [-52099530, 52099530] */
             int32_t b5_acc_part[288];   /**< block 5 exact int32 partial sums of one output channel [288], range [-2146893840, 2146893840] */
             int32_t b5_l_row[4096];   /**< block 5 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
-            uint16_t b5_lp_arg[262144];   /**< block 5 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 31] */
             int16_t b5_l_delta[640];   /**< block 5 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b5_z[8388608];   /**< block 5 NITRO-Scaling output (NITRO-ReLU input) [64, 131072], range [-127, 127] */
+            int8_t b5_z[131072];   /**< block 5 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 131072], range [-127, 127] */
+            int8_t b5_h[131072];   /**< block 5 NITRO-ReLU output of one sample [1, 131072], range [-67, 91] */
             int8_t b5_xpad[82946];   /**< block 5 zero-padded input of one sample [82946], range [-67, 91] */
             int8_t b5_lp[262144];   /**< block 5 learning max pool (8, 4) pad (0, 0) [64, 4096], range [-67, 91] */
+            uint8_t b5_lp_arg[262144];   /**< block 5 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 31] */
+            int8_t b5_lz[262144];   /**< block 5 NITRO-ReLU input at each window's argmax cell [64, 4096], range [-127, 127] */
             int8_t b5_l_logits[640];   /**< block 5 local logits [64, 10], range [-127, 127] */
         } b5;
         struct {
@@ -170,11 +188,12 @@ typedef struct {
             int32_t b6_l_dx[262144];   /**< block 6 learning input gradient [64, 4096], range [-52099530, 52099530] */
             int32_t b6_acc_part[80];   /**< block 6 exact int32 partial sums of one output channel [80], range [-2146893840, 2146893840] */
             int32_t b6_l_row[4096];   /**< block 6 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
-            uint16_t b6_lp_arg[262144];   /**< block 6 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 7] */
             int16_t b6_l_delta[640];   /**< block 6 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b6_z[2097152];   /**< block 6 NITRO-Scaling output (NITRO-ReLU input) [64, 32768], range [-127, 127] */
+            int8_t b6_z[32768];   /**< block 6 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 32768], range [-127, 127] */
             int8_t b6_xpad[51202];   /**< block 6 zero-padded input of one sample [51202], range [-67, 91] */
             int8_t b6_lp[262144];   /**< block 6 learning max pool (4, 2) pad (0, 0) [64, 4096], range [-67, 91] */
+            uint8_t b6_lp_arg[262144];   /**< block 6 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 7] */
+            int8_t b6_lz[262144];   /**< block 6 NITRO-ReLU input at each window's argmax cell [64, 4096], range [-127, 127] */
             int8_t b6_l_logits[640];   /**< block 6 local logits [64, 10], range [-127, 127] */
         } b6;
         struct {
@@ -183,11 +202,13 @@ typedef struct {
             int32_t b7_l_dx[262144];   /**< block 7 learning input gradient [64, 4096], range [-52099530, 52099530] */
             int32_t b7_acc_part[80];   /**< block 7 exact int32 partial sums of one output channel [80], range [-2146893840, 2146893840] */
             int32_t b7_l_row[4096];   /**< block 7 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
-            uint16_t b7_lp_arg[262144];   /**< block 7 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 7] */
             int16_t b7_l_delta[640];   /**< block 7 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b7_z[2097152];   /**< block 7 NITRO-Scaling output (NITRO-ReLU input) [64, 32768], range [-127, 127] */
+            int8_t b7_z[32768];   /**< block 7 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 32768], range [-127, 127] */
+            int8_t b7_h[32768];   /**< block 7 NITRO-ReLU output of one sample [1, 32768], range [-67, 91] */
             int8_t b7_xpad[51202];   /**< block 7 zero-padded input of one sample [51202], range [-67, 91] */
             int8_t b7_lp[262144];   /**< block 7 learning max pool (4, 2) pad (0, 0) [64, 4096], range [-67, 91] */
+            uint8_t b7_lp_arg[262144];   /**< block 7 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 7] */
+            int8_t b7_lz[262144];   /**< block 7 NITRO-ReLU input at each window's argmax cell [64, 4096], range [-127, 127] */
             int8_t b7_l_logits[640];   /**< block 7 local logits [64, 10], range [-127, 127] */
         } b7;
         struct {
@@ -196,11 +217,13 @@ typedef struct {
             int32_t b8_l_dx[262144];   /**< block 8 learning input gradient [64, 4096], range [-52099530, 52099530] */
             int32_t b8_acc_part[32];   /**< block 8 exact int32 partial sums of one output channel [32], range [-2146893840, 2146893840] */
             int32_t b8_l_row[4096];   /**< block 8 learning linear update: one output row of the weight gradient [4096], range [-926016, 739648] */
-            uint16_t b8_lp_arg[262144];   /**< block 8 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 1] */
             int16_t b8_l_delta[640];   /**< block 8 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b8_z[524288];   /**< block 8 NITRO-Scaling output (NITRO-ReLU input) [64, 8192], range [-127, 127] */
+            int8_t b8_z[8192];   /**< block 8 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 8192], range [-127, 127] */
+            int8_t b8_h[8192];   /**< block 8 NITRO-ReLU output of one sample [1, 8192], range [-67, 91] */
             int8_t b8_xpad[18442];   /**< block 8 zero-padded input of one sample [18442], range [-67, 91] */
             int8_t b8_lp[262144];   /**< block 8 learning max pool (2, 1) pad (0, 0) [64, 4096], range [-67, 91] */
+            uint8_t b8_lp_arg[262144];   /**< block 8 learning max pool: argmax offset a*kw + b in its window [64, 4096], range [0, 1] */
+            int8_t b8_lz[262144];   /**< block 8 NITRO-ReLU input at each window's argmax cell [64, 4096], range [-127, 127] */
             int8_t b8_l_logits[640];   /**< block 8 local logits [64, 10], range [-127, 127] */
         } b8;
         struct {
@@ -231,49 +254,38 @@ typedef struct {
             int8_t b2_h[8388608];   /**< block 2 NITRO-ReLU output [64, 131072], range [-67, 91] */
         } b2;
         struct {
-            int8_t pool4_y[4194304];   /**< layer 4 maxpool 2x2 output [64, 65536], range [-67, 91] */
-        } pool4;
-        struct {
-            int8_t b5_h[8388608];   /**< block 5 NITRO-ReLU output [64, 131072], range [-67, 91] */
-        } b5;
+            int8_t b4_h[4194304];   /**< block 4 NITRO-ReLU output [64, 65536], range [-67, 91] */
+        } b4;
         struct {
             int8_t b6_h[2097152];   /**< block 6 NITRO-ReLU output [64, 32768], range [-67, 91] */
         } b6;
         struct {
-            int8_t pool10_y[524288];   /**< layer 10 maxpool 2x2 output [64, 8192], range [-67, 91] */
-        } pool10;
-        struct {
             int8_t pool12_y[131072];   /**< layer 12 maxpool 2x2 output [64, 2048], range [-67, 91] */
         } pool12;
     } act0;
-    union {   /* act1: groups with disjoint lifetimes share these 16777216 bytes */
+    union {   /* act1: groups with disjoint lifetimes share these 8388608 bytes */
         struct {
             int8_t b1_h[8388608];   /**< block 1 NITRO-ReLU output [64, 131072], range [-67, 91] */
         } b1;
         struct {
-            int8_t b3_h[16777216];   /**< block 3 NITRO-ReLU output [64, 262144], range [-67, 91] */
-        } b3;
-        struct {
-            int8_t b4_h[4194304];   /**< block 4 NITRO-ReLU output [64, 65536], range [-67, 91] */
-        } b4;
+            int8_t pool4_y[4194304];   /**< layer 4 maxpool 2x2 output [64, 65536], range [-67, 91] */
+        } pool4;
         struct {
             int8_t pool7_y[2097152];   /**< layer 7 maxpool 2x2 output [64, 32768], range [-67, 91] */
         } pool7;
         struct {
-            int8_t b7_h[2097152];   /**< block 7 NITRO-ReLU output [64, 32768], range [-67, 91] */
-        } b7;
-        struct {
-            int8_t b8_h[524288];   /**< block 8 NITRO-ReLU output [64, 8192], range [-67, 91] */
-        } b8;
+            int8_t pool10_y[524288];   /**< layer 10 maxpool 2x2 output [64, 8192], range [-67, 91] */
+        } pool10;
         struct {
             int8_t b9_h[65536];   /**< block 9 NITRO-ReLU output [64, 1024], range [-67, 91] */
         } b9;
     } act1;
     uint32_t steps;   /**< training steps taken since init */
+    uint32_t epoch;   /**< epochs completed: maintained by the caller (init sets 0, train_step never changes it), kept in checkpoints so a resumed run knows where it stands */
 } vgg11b_cifar10_ctx_t;
 
 /**
- * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv and the step counter.
+ * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv, the step counter and epoch (0).
  * @param[out] ctx   Model state, VGG11B_CIFAR10_CTX_BYTES bytes, caller-owned.
  * @param[in]  seed  Run seed s; rng_train = PCG32 seed(s, 0). Same seed, same parameters as the NumPy reference.
  * @return VGG11B_CIFAR10_OK, or VGG11B_CIFAR10_ERR_ARG if ctx is NULL.
@@ -364,6 +376,61 @@ vgg11b_cifar10_status_t vgg11b_cifar10_import_params(vgg11b_cifar10_ctx_t *ctx, 
  * @return The checksum; 0 if ctx is NULL.
  */
 uint32_t vgg11b_cifar10_params_crc32(const vgg11b_cifar10_ctx_t *ctx);
+
+/**
+ * @brief Write a checkpoint: every parameter and the training state needed to resume, as
+ *        VGG11B_CIFAR10_CHECKPOINT_BYTES bytes, little-endian whatever the host's byte order.
+ *
+ * Layout (offsets in bytes; nitrogen's Python `nitrogen.checkpoint` reads and writes the same format):
+ *   - offset 0, 4 bytes, magic: the bytes "NGCK"
+ *   - offset 4, 4 bytes, version: uint32 format version
+ *   - offset 8, 8 bytes, spec_hash: uint64 spec hash, VGG11B_CIFAR10_CHECKPOINT_SPEC_HASH
+ *   - offset 16, 8 bytes, length: uint64 total length in bytes, header included
+ *   - offset 24, 4 bytes, crc32: uint32 CRC-32 (zlib) of bytes [0, 24) followed by bytes [28, length)
+ *   - offset 28, 47707648 bytes, params: the VGG11B_CIFAR10_PARAMS_COUNT parameters as int32, in the order of vgg11b_cifar10_export_params()
+ *   - offset 47707676, 8 bytes, rng_state: uint64 PCG32 state of rng_train
+ *   - offset 47707684, 8 bytes, rng_inc: uint64 PCG32 increment (odd)
+ *   - offset 47707692, 8 bytes, lr_inv: int64 learning-rate inverse, in [1, VGG11B_CIFAR10_LR_INV_MAX]
+ *   - offset 47707700, 4 bytes, steps: uint32 training steps taken
+ *   - offset 47707704, 4 bytes, epoch: uint32 epochs completed (caller-maintained)
+ *
+ * The spec hash is the first 8 bytes, read big-endian, of the SHA-256 of a canonical text (stored like every
+ * field, little-endian) that describes what the parameters mean: semantics, weight storage, input shape, classes, the evaluation forward (sizes,
+ * scaling factors, NITRO-ReLU slopes, pools) and every parameter's name, shape and range. It leaves out
+ * the model name and what only steers training (batch size, lr_inv, amplification, decay, target,
+ * dropout, augmentation, seed, schedules): a checkpoint written at batch 64 loads into a batch-1 build.
+ * `nitrogen.layout.checkpoint_spec_text()` gives the text.
+ * The caller keeps ctx->epoch (epochs completed) up to date; it is saved, never interpreted.
+ * @param[in]  ctx      Model state.
+ * @param[out] buf      At least VGG11B_CIFAR10_CHECKPOINT_BYTES bytes; nothing is written on failure.
+ * @param[in]  cap      Size of buf in bytes.
+ * @param[out] written  May be NULL; VGG11B_CIFAR10_CHECKPOINT_BYTES on success, 0 on failure.
+ * @return VGG11B_CIFAR10_OK; VGG11B_CIFAR10_ERR_ARG if ctx or buf is NULL or cap < VGG11B_CIFAR10_CHECKPOINT_BYTES.
+ */
+vgg11b_cifar10_status_t vgg11b_cifar10_checkpoint_save(const vgg11b_cifar10_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
+
+/**
+ * @brief Restore a checkpoint written by vgg11b_cifar10_checkpoint_save() (or by nitrogen's Python) for this network.
+ *
+ * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.
+ * The checks run in this order, and the first that fails gives the status:
+ *   1. ctx or buf NULL: VGG11B_CIFAR10_ERR_ARG;
+ *   2. one of the first min(n, 4) bytes differs from the magic: VGG11B_CIFAR10_ERR_MAGIC;
+ *   3. n < 28 (no complete header): VGG11B_CIFAR10_ERR_TRUNCATED;
+ *   4. version != VGG11B_CIFAR10_CHECKPOINT_VERSION: VGG11B_CIFAR10_ERR_VERSION;
+ *   5. spec hash != VGG11B_CIFAR10_CHECKPOINT_SPEC_HASH: VGG11B_CIFAR10_ERR_SPEC;
+ *   6. length field != VGG11B_CIFAR10_CHECKPOINT_BYTES: VGG11B_CIFAR10_ERR_LENGTH;
+ *   7. n < VGG11B_CIFAR10_CHECKPOINT_BYTES: VGG11B_CIFAR10_ERR_TRUNCATED; n > VGG11B_CIFAR10_CHECKPOINT_BYTES: VGG11B_CIFAR10_ERR_LENGTH;
+ *   8. CRC-32 mismatch: VGG11B_CIFAR10_ERR_CRC;
+ *   9. a parameter outside its tensor's range, lr_inv outside [1, VGG11B_CIFAR10_LR_INV_MAX] or an even PCG
+ *      increment: VGG11B_CIFAR10_ERR_RANGE.
+ * So a flipped bit gives MAGIC, VERSION, SPEC or LENGTH in those header fields and CRC anywhere else,
+ * and every truncation gives TRUNCATED.
+ * @param[in,out] ctx  Model state; on success parameters, PRNG, lr_inv, steps and epoch come from buf.
+ * @param[in]     buf  n bytes.
+ * @return VGG11B_CIFAR10_OK or one of the statuses above.
+ */
+vgg11b_cifar10_status_t vgg11b_cifar10_checkpoint_load(vgg11b_cifar10_ctx_t *ctx, const uint8_t *buf, size_t n);
 
 /** @brief A short English description of a status code. */
 const char *vgg11b_cifar10_status_str(vgg11b_cifar10_status_t status);

@@ -5,7 +5,7 @@
  */
 #include "vgg8b_fmnist.h"
 
-#if VGG8B_FMNIST_NITROGEN_ABI != 1
+#if VGG8B_FMNIST_NITROGEN_ABI != 2
 #error "vgg8b_fmnist.h and vgg8b_fmnist.c come from different nitrogen versions: regenerate both"
 #endif
 
@@ -215,6 +215,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_init(vgg8b_fmnist_ctx_t *ctx, uint64_t seed) 
     }
     ctx->lr_inv = VGG8B_FMNIST_LR_INV_INIT;
     ctx->steps = 0u;
+    ctx->epoch = 0u;
     return VGG8B_FMNIST_OK;
 }
 
@@ -246,71 +247,80 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t j = 0; j < count; j++) ng_flip(&dst[j * 784u], 1u, 28u, 28u);
         }
     }
-    /* block 0 forward conv 1->128 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
-     * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
-     * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
-        for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 1u; c++) {
-            const int8_t *restrict src = &ctx->aug.aug.x_aug[(n * 1u + c) * 784u];
-            int8_t *restrict dst = &xp[c * 900u];
-            for (uint32_t r = 0; r < 28u; r++) {
-                for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 128u; f++) {
-            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-            const int16_t *restrict wf = &ctx->b0_w[f * 9u];
-            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 784u];
-            for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+    /* b0: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 0 forward conv 1->128 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
+         * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
+         * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
+         * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+            for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
+                const int8_t *restrict src = &(&ctx->aug.aug.x_aug[(size_t)ns * 784u])[(n * 1u + c) * 784u];
+                int8_t *restrict dst = &xp[c * 900u];
+                for (uint32_t r = 0; r < 28u; r++) {
+                    for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
                 }
             }
-            for (uint32_t h = 0; h < 28u; h++) {
-                for (uint32_t w = 0; w < 28u; w++) {
-                    zf[h * 28u + w] = ng_scale32(acc[h * 30u + w], 2304);
-                }
-            }
-        }
-    }
-    /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b0.b0_z;
-        int8_t *restrict h = ctx->act0.b0.b0_h;
-        for (uint32_t k = 0; k < rows * 100352u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 0 learning max pool: kernel (8, 4), stride = kernel, padding (4, 0), output 4x7
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 128u; q++) {
-        const int8_t *restrict src = &ctx->act0.b0.b0_h[q * 784u];
-        int8_t *restrict dst = &ctx->scratch.b0.b0_lp[q * 28u];
-        uint16_t *restrict arg = &ctx->scratch.b0.b0_lp_arg[q * 28u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 7u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 8u; a++) {
-                    for (uint32_t b = 0; b < 4u; b++) {
-                        const uint32_t r = i * 8u + a, c = j * 4u + b;   /* padded coordinates */
-                        const int real = r >= 4u && r < 32u;
-                        if (!real) continue;
-                        const int8_t value = src[(r - 4u) * 28u + c - 0u];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 4u + b;
-                            found = 1;
-                        }
+            for (uint32_t f = 0; f < 128u; f++) {
+                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+                const int16_t *restrict wf = &ctx->b0_w[f * 9u];
+                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 784u];
+                for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 1u; c++) {
+                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                        ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                     }
                 }
-                dst[i * 7u + j] = (int8_t)best;
-                arg[i * 7u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 28u; h++) {
+                    for (uint32_t w = 0; w < 28u; w++) {
+                        zf[h * 28u + w] = ng_scale32(acc[h * 30u + w], 2304);
+                    }
+                }
+            }
+        }
+        /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b0.b0_z;
+            int8_t *restrict h = (&ctx->act0.b0.b0_h[(size_t)ns * 100352u]);
+            for (uint32_t k = 0; k < 1u * 100352u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 0 learning max pool: kernel (8, 4), stride = kernel, padding (4, 0), output 4x7
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 128u; q++) {
+            const int8_t *restrict src = &(&ctx->act0.b0.b0_h[(size_t)ns * 100352u])[q * 784u];
+            int8_t *restrict dst = &(&ctx->scratch.b0.b0_lp[(size_t)ns * 3584u])[q * 28u];
+            uint8_t *restrict arg = &(&ctx->scratch.b0.b0_lp_arg[(size_t)ns * 3584u])[q * 28u];
+            const int8_t *restrict zq = &ctx->scratch.b0.b0_z[q * 784u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b0.b0_lz[(size_t)ns * 3584u])[q * 28u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 7u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 8u; a++) {
+                        for (uint32_t b = 0; b < 4u; b++) {
+                            const uint32_t r = i * 8u + a, c = j * 4u + b;   /* padded coordinates */
+                            const int real = r >= 4u && r < 32u;
+                            if (!real) continue;
+                            const int8_t value = src[(r - 4u) * 28u + c - 0u];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 4u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 7u + j] = (int8_t)best;
+                    arg[i * 7u + j] = (uint8_t)at;
+                    {   /* z at the argmax cell, kept for the backward; 0 on a padding cell, whose gradient is discarded */
+                        const uint32_t r = i * 8u + at / 4u, c = j * 4u + at % 4u;
+                        lz[i * 7u + j] = (r >= 4u && r < 32u) ? zq[(r - 4u) * 28u + c - 0u] : 0;
+                    }
+                }
             }
         }
     }
@@ -396,8 +406,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 9u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b0.b0_l_dx[n * 3584u + f * 28u];
-                const uint16_t *restrict argf = &ctx->scratch.b0.b0_lp_arg[n * 3584u + f * 28u];
-                const int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 784u];
+                const uint8_t *restrict argf = &ctx->scratch.b0.b0_lp_arg[n * 3584u + f * 28u];
+                const int8_t *restrict zf = &ctx->scratch.b0.b0_lz[n * 3584u + f * 28u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 4u; i++) {
                     for (uint32_t j = 0; j < 7u; j++) {
                         const uint32_t r = i * 8u + argf[i * 7u + j] / 4u;   /* padded coordinates */
@@ -405,7 +415,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                         if (!(r >= 4u && r < 32u)) continue;
                         const uint32_t hh = r - 4u, ww = c - 0u;
                         const int32_t d = dpf[i * 7u + j];
-                        const int32_t dz = (zf[hh * 28u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 28u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 7u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 7u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -433,78 +443,112 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             }
         }
     }
-    /* block 1 forward conv 128->256 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (128 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
-        for (uint32_t i = 0; i < 115210u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 128u; c++) {
-            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 128u + c) * 784u];
-            int8_t *restrict dst = &xp[c * 900u];
-            for (uint32_t r = 0; r < 28u; r++) {
-                for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 256u; f++) {
-            int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-            const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
-            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 256u + f) * 784u];
-            for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
-                for (uint32_t i = 0; i < 848u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
-                    }
-                }
-                for (uint32_t i = 0; i < 848u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 28u; h++) {
-                for (uint32_t w = 0; w < 28u; w++) {
-                    zf[h * 28u + w] = ng_scale64(acc[h * 30u + w], 294912);
+    /* b1: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 1 forward conv 128->256 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (128 planes of 30x30 and a zero tail); per output channel, the
+         * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+            for (uint32_t i = 0; i < 115210u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 128u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b0.b0_h[(size_t)ns * 100352u])[(n * 128u + c) * 784u];
+                int8_t *restrict dst = &xp[c * 900u];
+                for (uint32_t r = 0; r < 28u; r++) {
+                    for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
                 }
             }
-        }
-    }
-    /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b1.b1_z;
-        int8_t *restrict h = ctx->act1.b1.b1_h;
-        for (uint32_t k = 0; k < rows * 200704u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 1 learning max pool: kernel (8, 8), stride = kernel, padding (4, 4), output 4x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 256u; q++) {
-        const int8_t *restrict src = &ctx->act1.b1.b1_h[q * 784u];
-        int8_t *restrict dst = &ctx->scratch.b1.b1_lp[q * 16u];
-        uint16_t *restrict arg = &ctx->scratch.b1.b1_lp_arg[q * 16u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 8u; a++) {
-                    for (uint32_t b = 0; b < 8u; b++) {
-                        const uint32_t r = i * 8u + a, c = j * 8u + b;   /* padded coordinates */
-                        const int real = r >= 4u && r < 32u && c >= 4u && c < 32u;
-                        if (!real) continue;
-                        const int8_t value = src[(r - 4u) * 28u + c - 4u];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 8u + b;
-                            found = 1;
+            for (uint32_t f = 0; f < 256u; f++) {
+                int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+                const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
+                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 256u + f) * 784u];
+                for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
+                    for (uint32_t i = 0; i < 848u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                         }
                     }
+                    for (uint32_t i = 0; i < 848u; i++) acc[i] += part[i];
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 28u; h++) {
+                    for (uint32_t w = 0; w < 28u; w++) {
+                        zf[h * 28u + w] = ng_scale64(acc[h * 30u + w], 294912);
+                    }
+                }
+            }
+        }
+        /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b1.b1_z;
+            int8_t *restrict h = ctx->scratch.b1.b1_h;
+            for (uint32_t k = 0; k < 1u * 200704u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 1 learning max pool: kernel (8, 8), stride = kernel, padding (4, 4), output 4x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 256u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b1.b1_h[q * 784u];
+            int8_t *restrict dst = &(&ctx->scratch.b1.b1_lp[(size_t)ns * 4096u])[q * 16u];
+            uint8_t *restrict arg = &(&ctx->scratch.b1.b1_lp_arg[(size_t)ns * 4096u])[q * 16u];
+            const int8_t *restrict zq = &ctx->scratch.b1.b1_z[q * 784u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b1.b1_lz[(size_t)ns * 4096u])[q * 16u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 8u; a++) {
+                        for (uint32_t b = 0; b < 8u; b++) {
+                            const uint32_t r = i * 8u + a, c = j * 8u + b;   /* padded coordinates */
+                            const int real = r >= 4u && r < 32u && c >= 4u && c < 32u;
+                            if (!real) continue;
+                            const int8_t value = src[(r - 4u) * 28u + c - 4u];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 8u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    {   /* z at the argmax cell, kept for the backward; 0 on a padding cell, whose gradient is discarded */
+                        const uint32_t r = i * 8u + at / 8u, c = j * 8u + at % 8u;
+                        lz[i * 4u + j] = (r >= 4u && r < 32u && c >= 4u && c < 32u) ? zq[(r - 4u) * 28u + c - 4u] : 0;
+                    }
+                }
+            }
+        }
+        /* layer 2 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 14x14
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 256u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b1.b1_h[q * 784u];
+            int8_t *restrict dst = &(&ctx->act1.pool2.pool2_y[(size_t)ns * 50176u])[q * 196u];
+            for (uint32_t i = 0; i < 14u; i++) {
+                for (uint32_t j = 0; j < 14u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 28u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 14u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -590,8 +634,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 1152u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b1.b1_l_dx[n * 4096u + f * 16u];
-                const uint16_t *restrict argf = &ctx->scratch.b1.b1_lp_arg[n * 4096u + f * 16u];
-                const int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 256u + f) * 784u];
+                const uint8_t *restrict argf = &ctx->scratch.b1.b1_lp_arg[n * 4096u + f * 16u];
+                const int8_t *restrict zf = &ctx->scratch.b1.b1_lz[n * 4096u + f * 16u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 4u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 8u + argf[i * 4u + j] / 8u;   /* padded coordinates */
@@ -599,7 +643,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                         if (!(r >= 4u && r < 32u && c >= 4u && c < 32u)) continue;
                         const uint32_t hh = r - 4u, ww = c - 4u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 28u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 28u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -627,103 +671,87 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             }
         }
     }
-    /* layer 2 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 14x14
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 256u; q++) {
-        const int8_t *restrict src = &ctx->act1.b1.b1_h[q * 784u];
-        int8_t *restrict dst = &ctx->act0.pool2.pool2_y[q * 196u];
-        for (uint32_t i = 0; i < 14u; i++) {
-            for (uint32_t j = 0; j < 14u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 28u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b2: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 2 forward conv 256->256 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
+         * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+            for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 256u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool2.pool2_y[(size_t)ns * 50176u])[(n * 256u + c) * 196u];
+                int8_t *restrict dst = &xp[c * 256u];
+                for (uint32_t r = 0; r < 14u; r++) {
+                    for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 256u; f++) {
+                int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+                const int16_t *restrict wf = &ctx->b2_w[f * 2304u];
+                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 256u + f) * 196u];
+                for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
+                    for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                         }
                     }
+                    for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
                 }
-                dst[i * 14u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 2 forward conv 256->256 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
-        for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 256u; c++) {
-            const int8_t *restrict src = &ctx->act0.pool2.pool2_y[(n * 256u + c) * 196u];
-            int8_t *restrict dst = &xp[c * 256u];
-            for (uint32_t r = 0; r < 14u; r++) {
-                for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 256u; f++) {
-            int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-            const int16_t *restrict wf = &ctx->b2_w[f * 2304u];
-            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 256u + f) * 196u];
-            for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
-                for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
+                for (uint32_t h = 0; h < 14u; h++) {
+                    for (uint32_t w = 0; w < 14u; w++) {
+                        zf[h * 14u + w] = ng_scale64(acc[h * 16u + w], 589824);
                     }
                 }
-                for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 14u; h++) {
-                for (uint32_t w = 0; w < 14u; w++) {
-                    zf[h * 14u + w] = ng_scale64(acc[h * 16u + w], 589824);
-                }
             }
         }
-    }
-    /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b2.b2_z;
-        int8_t *restrict h = ctx->act1.b2.b2_h;
-        for (uint32_t k = 0; k < rows * 50176u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 2 learning max pool: kernel (4, 4), stride = kernel, padding (2, 2), output 4x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 256u; q++) {
-        const int8_t *restrict src = &ctx->act1.b2.b2_h[q * 196u];
-        int8_t *restrict dst = &ctx->scratch.b2.b2_lp[q * 16u];
-        uint16_t *restrict arg = &ctx->scratch.b2.b2_lp_arg[q * 16u];
-        for (uint32_t i = 0; i < 4u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 4u; a++) {
-                    for (uint32_t b = 0; b < 4u; b++) {
-                        const uint32_t r = i * 4u + a, c = j * 4u + b;   /* padded coordinates */
-                        const int real = r >= 2u && r < 16u && c >= 2u && c < 16u;
-                        if (!real) continue;
-                        const int8_t value = src[(r - 2u) * 14u + c - 2u];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 4u + b;
-                            found = 1;
+        /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b2.b2_z;
+            int8_t *restrict h = (&ctx->act0.b2.b2_h[(size_t)ns * 50176u]);
+            for (uint32_t k = 0; k < 1u * 50176u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 2 learning max pool: kernel (4, 4), stride = kernel, padding (2, 2), output 4x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 256u; q++) {
+            const int8_t *restrict src = &(&ctx->act0.b2.b2_h[(size_t)ns * 50176u])[q * 196u];
+            int8_t *restrict dst = &(&ctx->scratch.b2.b2_lp[(size_t)ns * 4096u])[q * 16u];
+            uint8_t *restrict arg = &(&ctx->scratch.b2.b2_lp_arg[(size_t)ns * 4096u])[q * 16u];
+            const int8_t *restrict zq = &ctx->scratch.b2.b2_z[q * 196u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b2.b2_lz[(size_t)ns * 4096u])[q * 16u];
+            for (uint32_t i = 0; i < 4u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 4u; a++) {
+                        for (uint32_t b = 0; b < 4u; b++) {
+                            const uint32_t r = i * 4u + a, c = j * 4u + b;   /* padded coordinates */
+                            const int real = r >= 2u && r < 16u && c >= 2u && c < 16u;
+                            if (!real) continue;
+                            const int8_t value = src[(r - 2u) * 14u + c - 2u];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 4u + b;
+                                found = 1;
+                            }
                         }
                     }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    {   /* z at the argmax cell, kept for the backward; 0 on a padding cell, whose gradient is discarded */
+                        const uint32_t r = i * 4u + at / 4u, c = j * 4u + at % 4u;
+                        lz[i * 4u + j] = (r >= 2u && r < 16u && c >= 2u && c < 16u) ? zq[(r - 2u) * 14u + c - 2u] : 0;
+                    }
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
             }
         }
     }
@@ -809,8 +837,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 2304u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b2.b2_l_dx[n * 4096u + f * 16u];
-                const uint16_t *restrict argf = &ctx->scratch.b2.b2_lp_arg[n * 4096u + f * 16u];
-                const int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 256u + f) * 196u];
+                const uint8_t *restrict argf = &ctx->scratch.b2.b2_lp_arg[n * 4096u + f * 16u];
+                const int8_t *restrict zf = &ctx->scratch.b2.b2_lz[n * 4096u + f * 16u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 4u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 4u + argf[i * 4u + j] / 4u;   /* padded coordinates */
@@ -818,7 +846,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                         if (!(r >= 2u && r < 16u && c >= 2u && c < 16u)) continue;
                         const uint32_t hh = r - 2u, ww = c - 2u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 14u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 14u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -826,7 +854,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                         const uint32_t kb0 = ww < 1u ? 1u - ww : 0u;
                         const uint32_t kb1 = ww + 3u > 15u ? 15u - ww : 3u;
                         for (uint32_t ch = 0; ch < 256u; ch++) {
-                            const int8_t *restrict xc = &ctx->act0.pool2.pool2_y[(n * 256u + ch) * 196u];
+                            const int8_t *restrict xc = &ctx->act1.pool2.pool2_y[(n * 256u + ch) * 196u];
                             int64_t *restrict rc = &row[ch * 9u];
                             for (uint32_t ka = ka0; ka < ka1; ka++) {
                                 const int8_t *restrict xr = &xc[(hh + ka - 1u) * 14u];
@@ -846,78 +874,112 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             }
         }
     }
-    /* block 3 forward conv 256->512 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
-        for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 256u; c++) {
-            const int8_t *restrict src = &ctx->act1.b2.b2_h[(n * 256u + c) * 196u];
-            int8_t *restrict dst = &xp[c * 256u];
-            for (uint32_t r = 0; r < 14u; r++) {
-                for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-            const int16_t *restrict wf = &ctx->b3_w[f * 2304u];
-            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 512u + f) * 196u];
-            for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
-                for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
-                    }
-                }
-                for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 14u; h++) {
-                for (uint32_t w = 0; w < 14u; w++) {
-                    zf[h * 14u + w] = ng_scale64(acc[h * 16u + w], 589824);
+    /* b3: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 3 forward conv 256->512 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
+         * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+            for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 256u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b2.b2_h[(size_t)ns * 50176u])[(n * 256u + c) * 196u];
+                int8_t *restrict dst = &xp[c * 256u];
+                for (uint32_t r = 0; r < 14u; r++) {
+                    for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
                 }
             }
-        }
-    }
-    /* block 3 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b3.b3_z;
-        int8_t *restrict h = ctx->act0.b3.b3_h;
-        for (uint32_t k = 0; k < rows * 100352u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 3 learning max pool: kernel (8, 4), stride = kernel, padding (4, 2), output 2x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b3.b3_h[q * 196u];
-        int8_t *restrict dst = &ctx->scratch.b3.b3_lp[q * 8u];
-        uint16_t *restrict arg = &ctx->scratch.b3.b3_lp_arg[q * 8u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 8u; a++) {
-                    for (uint32_t b = 0; b < 4u; b++) {
-                        const uint32_t r = i * 8u + a, c = j * 4u + b;   /* padded coordinates */
-                        const int real = r >= 4u && r < 18u && c >= 2u && c < 16u;
-                        if (!real) continue;
-                        const int8_t value = src[(r - 4u) * 14u + c - 2u];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 4u + b;
-                            found = 1;
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+                const int16_t *restrict wf = &ctx->b3_w[f * 2304u];
+                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 512u + f) * 196u];
+                for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
+                    for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                         }
                     }
+                    for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
+                for (uint32_t h = 0; h < 14u; h++) {
+                    for (uint32_t w = 0; w < 14u; w++) {
+                        zf[h * 14u + w] = ng_scale64(acc[h * 16u + w], 589824);
+                    }
+                }
+            }
+        }
+        /* block 3 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b3.b3_z;
+            int8_t *restrict h = ctx->scratch.b3.b3_h;
+            for (uint32_t k = 0; k < 1u * 100352u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 3 learning max pool: kernel (8, 4), stride = kernel, padding (4, 2), output 2x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b3.b3_h[q * 196u];
+            int8_t *restrict dst = &(&ctx->scratch.b3.b3_lp[(size_t)ns * 4096u])[q * 8u];
+            uint8_t *restrict arg = &(&ctx->scratch.b3.b3_lp_arg[(size_t)ns * 4096u])[q * 8u];
+            const int8_t *restrict zq = &ctx->scratch.b3.b3_z[q * 196u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b3.b3_lz[(size_t)ns * 4096u])[q * 8u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 8u; a++) {
+                        for (uint32_t b = 0; b < 4u; b++) {
+                            const uint32_t r = i * 8u + a, c = j * 4u + b;   /* padded coordinates */
+                            const int real = r >= 4u && r < 18u && c >= 2u && c < 16u;
+                            if (!real) continue;
+                            const int8_t value = src[(r - 4u) * 14u + c - 2u];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 4u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    {   /* z at the argmax cell, kept for the backward; 0 on a padding cell, whose gradient is discarded */
+                        const uint32_t r = i * 8u + at / 4u, c = j * 4u + at % 4u;
+                        lz[i * 4u + j] = (r >= 4u && r < 18u && c >= 2u && c < 16u) ? zq[(r - 4u) * 14u + c - 2u] : 0;
+                    }
+                }
+            }
+        }
+        /* layer 5 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 7x7
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b3.b3_h[q * 196u];
+            int8_t *restrict dst = &(&ctx->act1.pool5.pool5_y[(size_t)ns * 25088u])[q * 49u];
+            for (uint32_t i = 0; i < 7u; i++) {
+                for (uint32_t j = 0; j < 7u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 14u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 7u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -1003,8 +1065,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 2304u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b3.b3_l_dx[n * 4096u + f * 8u];
-                const uint16_t *restrict argf = &ctx->scratch.b3.b3_lp_arg[n * 4096u + f * 8u];
-                const int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 512u + f) * 196u];
+                const uint8_t *restrict argf = &ctx->scratch.b3.b3_lp_arg[n * 4096u + f * 8u];
+                const int8_t *restrict zf = &ctx->scratch.b3.b3_lz[n * 4096u + f * 8u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 8u + argf[i * 4u + j] / 4u;   /* padded coordinates */
@@ -1012,7 +1074,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                         if (!(r >= 4u && r < 18u && c >= 2u && c < 16u)) continue;
                         const uint32_t hh = r - 4u, ww = c - 2u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 14u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 14u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -1020,7 +1082,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                         const uint32_t kb0 = ww < 1u ? 1u - ww : 0u;
                         const uint32_t kb1 = ww + 3u > 15u ? 15u - ww : 3u;
                         for (uint32_t ch = 0; ch < 256u; ch++) {
-                            const int8_t *restrict xc = &ctx->act1.b2.b2_h[(n * 256u + ch) * 196u];
+                            const int8_t *restrict xc = &ctx->act0.b2.b2_h[(n * 256u + ch) * 196u];
                             int64_t *restrict rc = &row[ch * 9u];
                             for (uint32_t ka = ka0; ka < ka1; ka++) {
                                 const int8_t *restrict xr = &xc[(hh + ka - 1u) * 14u];
@@ -1040,103 +1102,112 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             }
         }
     }
-    /* layer 5 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 7x7
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b3.b3_h[q * 196u];
-        int8_t *restrict dst = &ctx->act1.pool5.pool5_y[q * 49u];
-        for (uint32_t i = 0; i < 7u; i++) {
-            for (uint32_t j = 0; j < 7u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 14u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b4: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 4 forward conv 512->512 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 9x9 and a zero tail); per output channel, the
+         * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+            for (uint32_t i = 0; i < 41475u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool5.pool5_y[(size_t)ns * 25088u])[(n * 512u + c) * 49u];
+                int8_t *restrict dst = &xp[c * 81u];
+                for (uint32_t r = 0; r < 7u; r++) {
+                    for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+                const int16_t *restrict wf = &ctx->b4_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 512u + f) * 49u];
+                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
+                    for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
                         }
                     }
+                    for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
                 }
-                dst[i * 7u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 4 forward conv 512->512 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
-        for (uint32_t i = 0; i < 41475u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act1.pool5.pool5_y[(n * 512u + c) * 49u];
-            int8_t *restrict dst = &xp[c * 81u];
-            for (uint32_t r = 0; r < 7u; r++) {
-                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-            const int16_t *restrict wf = &ctx->b4_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 512u + f) * 49u];
-            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
-                for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
+                for (uint32_t h = 0; h < 7u; h++) {
+                    for (uint32_t w = 0; w < 7u; w++) {
+                        zf[h * 7u + w] = ng_scale64(acc[h * 9u + w], 1179648);
                     }
                 }
-                for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 7u; h++) {
-                for (uint32_t w = 0; w < 7u; w++) {
-                    zf[h * 7u + w] = ng_scale64(acc[h * 9u + w], 1179648);
-                }
             }
         }
-    }
-    /* block 4 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b4.b4_z;
-        int8_t *restrict h = ctx->act0.b4.b4_h;
-        for (uint32_t k = 0; k < rows * 25088u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 4 learning max pool: kernel (4, 2), stride = kernel, padding (2, 1), output 2x4
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b4.b4_h[q * 49u];
-        int8_t *restrict dst = &ctx->scratch.b4.b4_lp[q * 8u];
-        uint16_t *restrict arg = &ctx->scratch.b4.b4_lp_arg[q * 8u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 4u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 4u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const uint32_t r = i * 4u + a, c = j * 2u + b;   /* padded coordinates */
-                        const int real = r >= 2u && r < 9u && c >= 1u && c < 8u;
-                        if (!real) continue;
-                        const int8_t value = src[(r - 2u) * 7u + c - 1u];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+        /* block 4 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b4.b4_z;
+            int8_t *restrict h = ctx->scratch.b4.b4_h;
+            for (uint32_t k = 0; k < 1u * 25088u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 4 learning max pool: kernel (4, 2), stride = kernel, padding (2, 1), output 2x4
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b4.b4_h[q * 49u];
+            int8_t *restrict dst = &(&ctx->scratch.b4.b4_lp[(size_t)ns * 4096u])[q * 8u];
+            uint8_t *restrict arg = &(&ctx->scratch.b4.b4_lp_arg[(size_t)ns * 4096u])[q * 8u];
+            const int8_t *restrict zq = &ctx->scratch.b4.b4_z[q * 49u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b4.b4_lz[(size_t)ns * 4096u])[q * 8u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 4u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 4u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const uint32_t r = i * 4u + a, c = j * 2u + b;   /* padded coordinates */
+                            const int real = r >= 2u && r < 9u && c >= 1u && c < 8u;
+                            if (!real) continue;
+                            const int8_t value = src[(r - 2u) * 7u + c - 1u];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
                         }
                     }
+                    dst[i * 4u + j] = (int8_t)best;
+                    arg[i * 4u + j] = (uint8_t)at;
+                    {   /* z at the argmax cell, kept for the backward; 0 on a padding cell, whose gradient is discarded */
+                        const uint32_t r = i * 4u + at / 2u, c = j * 2u + at % 2u;
+                        lz[i * 4u + j] = (r >= 2u && r < 9u && c >= 1u && c < 8u) ? zq[(r - 2u) * 7u + c - 1u] : 0;
+                    }
                 }
-                dst[i * 4u + j] = (int8_t)best;
-                arg[i * 4u + j] = (uint16_t)at;
+            }
+        }
+        /* layer 7 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 3x3
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b4.b4_h[q * 49u];
+            int8_t *restrict dst = &(&ctx->act0.pool7.pool7_y[(size_t)ns * 4608u])[q * 9u];
+            for (uint32_t i = 0; i < 3u; i++) {
+                for (uint32_t j = 0; j < 3u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 7u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 3u + j] = (int8_t)best;
+                    (void)at;
+                }
             }
         }
     }
@@ -1222,8 +1293,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 4608u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b4.b4_l_dx[n * 4096u + f * 8u];
-                const uint16_t *restrict argf = &ctx->scratch.b4.b4_lp_arg[n * 4096u + f * 8u];
-                const int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 512u + f) * 49u];
+                const uint8_t *restrict argf = &ctx->scratch.b4.b4_lp_arg[n * 4096u + f * 8u];
+                const int8_t *restrict zf = &ctx->scratch.b4.b4_lz[n * 4096u + f * 8u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 4u; j++) {
                         const uint32_t r = i * 4u + argf[i * 4u + j] / 2u;   /* padded coordinates */
@@ -1231,7 +1302,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                         if (!(r >= 2u && r < 9u && c >= 1u && c < 8u)) continue;
                         const uint32_t hh = r - 2u, ww = c - 1u;
                         const int32_t d = dpf[i * 4u + j];
-                        const int32_t dz = (zf[hh * 7u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 7u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 4u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 4u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -1259,103 +1330,87 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             }
         }
     }
-    /* layer 7 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 3x3
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b4.b4_h[q * 49u];
-        int8_t *restrict dst = &ctx->act1.pool7.pool7_y[q * 9u];
-        for (uint32_t i = 0; i < 3u; i++) {
-            for (uint32_t j = 0; j < 3u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 7u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b5: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 5 forward conv 512->512 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 5x5 and a zero tail); per output channel, the
+         * accumulators are rows of stride 5, so each kernel row (c, a) is one contiguous loop of 16
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+            for (uint32_t i = 0; i < 12803u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.pool7.pool7_y[(size_t)ns * 4608u])[(n * 512u + c) * 9u];
+                int8_t *restrict dst = &xp[c * 25u];
+                for (uint32_t r = 0; r < 3u; r++) {
+                    for (uint32_t s = 0; s < 3u; s++) dst[(r + 1u) * 5u + 1u + s] = src[r * 3u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+                const int16_t *restrict wf = &ctx->b5_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 9u];
+                for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
+                    for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u], &wf[(c * 3u + a) * 3u], 16u);
                         }
                     }
+                    for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];
                 }
-                dst[i * 3u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 5 forward conv 512->512 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 5x5 and a zero tail); per output channel, the
-     * accumulators are rows of stride 5, so each kernel row (c, a) is one contiguous loop of 16
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
-        for (uint32_t i = 0; i < 12803u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 512u + c) * 9u];
-            int8_t *restrict dst = &xp[c * 25u];
-            for (uint32_t r = 0; r < 3u; r++) {
-                for (uint32_t s = 0; s < 3u; s++) dst[(r + 1u) * 5u + 1u + s] = src[r * 3u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-            const int16_t *restrict wf = &ctx->b5_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 9u];
-            for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
-                for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u], &wf[(c * 3u + a) * 3u], 16u);
+                for (uint32_t h = 0; h < 3u; h++) {
+                    for (uint32_t w = 0; w < 3u; w++) {
+                        zf[h * 3u + w] = ng_scale64(acc[h * 5u + w], 1179648);
                     }
                 }
-                for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 3u; h++) {
-                for (uint32_t w = 0; w < 3u; w++) {
-                    zf[h * 3u + w] = ng_scale64(acc[h * 5u + w], 1179648);
-                }
             }
         }
-    }
-    /* block 5 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b5.b5_z;
-        int8_t *restrict h = ctx->act0.b5.b5_h;
-        for (uint32_t k = 0; k < rows * 4608u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 5 learning max pool: kernel (2, 1), stride = kernel, padding (1, 0), output 2x3
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b5.b5_h[q * 9u];
-        int8_t *restrict dst = &ctx->scratch.b5.b5_lp[q * 6u];
-        uint16_t *restrict arg = &ctx->scratch.b5.b5_lp_arg[q * 6u];
-        for (uint32_t i = 0; i < 2u; i++) {
-            for (uint32_t j = 0; j < 3u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 1u; b++) {
-                        const uint32_t r = i * 2u + a, c = j * 1u + b;   /* padded coordinates */
-                        const int real = r >= 1u && r < 4u;
-                        if (!real) continue;
-                        const int8_t value = src[(r - 1u) * 3u + c - 0u];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 1u + b;
-                            found = 1;
+        /* block 5 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b5.b5_z;
+            int8_t *restrict h = (&ctx->act1.b5.b5_h[(size_t)ns * 4608u]);
+            for (uint32_t k = 0; k < 1u * 4608u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* block 5 learning max pool: kernel (2, 1), stride = kernel, padding (1, 0), output 2x3
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &(&ctx->act1.b5.b5_h[(size_t)ns * 4608u])[q * 9u];
+            int8_t *restrict dst = &(&ctx->scratch.b5.b5_lp[(size_t)ns * 3072u])[q * 6u];
+            uint8_t *restrict arg = &(&ctx->scratch.b5.b5_lp_arg[(size_t)ns * 3072u])[q * 6u];
+            const int8_t *restrict zq = &ctx->scratch.b5.b5_z[q * 9u];   /* NITRO-ReLU input of this plane */
+            int8_t *restrict lz = &(&ctx->scratch.b5.b5_lz[(size_t)ns * 3072u])[q * 6u];
+            for (uint32_t i = 0; i < 2u; i++) {
+                for (uint32_t j = 0; j < 3u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 1u; b++) {
+                            const uint32_t r = i * 2u + a, c = j * 1u + b;   /* padded coordinates */
+                            const int real = r >= 1u && r < 4u;
+                            if (!real) continue;
+                            const int8_t value = src[(r - 1u) * 3u + c - 0u];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 1u + b;
+                                found = 1;
+                            }
                         }
                     }
+                    dst[i * 3u + j] = (int8_t)best;
+                    arg[i * 3u + j] = (uint8_t)at;
+                    {   /* z at the argmax cell, kept for the backward; 0 on a padding cell, whose gradient is discarded */
+                        const uint32_t r = i * 2u + at / 1u, c = j * 1u + at % 1u;
+                        lz[i * 3u + j] = (r >= 1u && r < 4u) ? zq[(r - 1u) * 3u + c - 0u] : 0;
+                    }
                 }
-                dst[i * 3u + j] = (int8_t)best;
-                arg[i * 3u + j] = (uint16_t)at;
             }
         }
     }
@@ -1441,8 +1496,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 4608u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t *restrict dpf = &ctx->scratch.b5.b5_l_dx[n * 3072u + f * 6u];
-                const uint16_t *restrict argf = &ctx->scratch.b5.b5_lp_arg[n * 3072u + f * 6u];
-                const int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 9u];
+                const uint8_t *restrict argf = &ctx->scratch.b5.b5_lp_arg[n * 3072u + f * 6u];
+                const int8_t *restrict zf = &ctx->scratch.b5.b5_lz[n * 3072u + f * 6u];   /* z at the argmax cells */
                 for (uint32_t i = 0; i < 2u; i++) {
                     for (uint32_t j = 0; j < 3u; j++) {
                         const uint32_t r = i * 2u + argf[i * 3u + j] / 1u;   /* padded coordinates */
@@ -1450,7 +1505,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                         if (!(r >= 1u && r < 4u)) continue;
                         const uint32_t hh = r - 1u, ww = c - 0u;
                         const int32_t d = dpf[i * 3u + j];
-                        const int32_t dz = (zf[hh * 3u + ww] < 0 ? (int32_t)(d / 4) : (zf[hh * 3u + ww] < 127 ? (int32_t)d : 0));
+                        const int32_t dz = (zf[i * 3u + j] < 0 ? (int32_t)(d / 4) : (zf[i * 3u + j] < 127 ? (int32_t)d : 0));
                         if (dz == 0) continue;
                         /* kernel taps (ka, kb) whose input cell (hh + ka - 1, ww + kb - 1) is real */
                         const uint32_t ka0 = hh < 1u ? 1u - hh : 0u;
@@ -1458,7 +1513,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
                         const uint32_t kb0 = ww < 1u ? 1u - ww : 0u;
                         const uint32_t kb1 = ww + 3u > 4u ? 4u - ww : 3u;
                         for (uint32_t ch = 0; ch < 512u; ch++) {
-                            const int8_t *restrict xc = &ctx->act1.pool7.pool7_y[(n * 512u + ch) * 9u];
+                            const int8_t *restrict xc = &ctx->act0.pool7.pool7_y[(n * 512u + ch) * 9u];
                             int64_t *restrict rc = &row[ch * 9u];
                             for (uint32_t ka = ka0; ka < ka1; ka++) {
                                 const int8_t *restrict xr = &xc[(hh + ka - 1u) * 3u];
@@ -1481,8 +1536,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* layer 9 dropout 10%: keep = [uniform_int(0, 99) >= 10] per element in C-order (sample outermost),
      * y = keep ? tdiv(x * 1111, 1000) : 0, with R = 100000 // (100 - 10) = 1111; y in [-74, 101] */
     {
-        const int8_t *restrict src = ctx->act0.b5.b5_h;
-        int8_t *restrict dst = ctx->act1.drop9.drop9_y;
+        const int8_t *restrict src = ctx->act1.b5.b5_h;
+        int8_t *restrict dst = ctx->act0.drop9.drop9_y;
         for (uint32_t k = 0; k < rows * 4608u; k++) {
             const int keep = ng_uniform(&ctx->rng_state, ctx->rng_inc, 0, 99) >= 10;
             dst[k] = keep ? (int8_t)((int32_t)src[k] * 1111 / 1000) : 0;
@@ -1491,8 +1546,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* layer 10 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 1x1
      * candidates: the real cells only; the first maximum in row-major window order wins */
     for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act1.drop9.drop9_y[q * 9u];
-        int8_t *restrict dst = &ctx->act0.pool10.pool10_y[q * 1u];
+        const int8_t *restrict src = &ctx->act0.drop9.drop9_y[q * 9u];
+        int8_t *restrict dst = &ctx->act1.pool10.pool10_y[q * 1u];
         for (uint32_t i = 0; i < 1u; i++) {
             for (uint32_t j = 0; j < 1u; j++) {
                 int8_t best = 0;
@@ -1516,7 +1571,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* block 6 forward linear 512->1024
      * x [-74, 101], w [-32767, 32767]: acc [-1694447104, 1694447104] (32 bits), int32_t; y = clip(tdiv(acc, 131072), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.pool10.pool10_y[n * 512u];
+        const int8_t *restrict xr = &ctx->act1.pool10.pool10_y[n * 512u];
         for (uint32_t o = 0; o < 1024u; o++) {
             const int16_t *restrict wr = &ctx->b6_w[o * 512u];
             int32_t acc = 0;
@@ -1527,13 +1582,13 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* block 6 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
     {
         const int8_t *restrict z = ctx->scratch.b6.b6_z;
-        int8_t *restrict h = ctx->act1.b6.b6_h;
+        int8_t *restrict h = ctx->act0.b6.b6_h;
         for (uint32_t k = 0; k < rows * 1024u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* block 6 learning linear
      * x [-67, 91], w [-32767, 32767]: acc [-3053360128, 3053360128] (33 bits), int64_t; y = clip(tdiv(acc, 262144), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act1.b6.b6_h[n * 1024u];
+        const int8_t *restrict xr = &ctx->act0.b6.b6_h[n * 1024u];
         for (uint32_t o = 0; o < 10u; o++) {
             const int16_t *restrict wr = &ctx->b6_l_w[o * 1024u];
             int64_t acc = 0;
@@ -1587,7 +1642,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 1024u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int16_t d = ctx->scratch.b6.b6_l_delta[n * 10u + o];
-                const int8_t *restrict xr = &ctx->act1.b6.b6_h[n * 1024u];
+                const int8_t *restrict xr = &ctx->act0.b6.b6_h[n * 1024u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 1024u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
@@ -1620,7 +1675,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 512u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int32_t d = ctx->scratch.b6.b6_dz[n * 1024u + o];
-                const int8_t *restrict xr = &ctx->act0.pool10.pool10_y[n * 512u];
+                const int8_t *restrict xr = &ctx->act1.pool10.pool10_y[n * 512u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 512u; i++) row[i] += (int64_t)((int64_t)d * (int64_t)xr[i]);
             }
@@ -1635,8 +1690,8 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* layer 12 dropout 10%: keep = [uniform_int(0, 99) >= 10] per element in C-order (sample outermost),
      * y = keep ? tdiv(x * 1111, 1000) : 0, with R = 100000 // (100 - 10) = 1111; y in [-74, 101] */
     {
-        const int8_t *restrict src = ctx->act1.b6.b6_h;
-        int8_t *restrict dst = ctx->act0.drop12.drop12_y;
+        const int8_t *restrict src = ctx->act0.b6.b6_h;
+        int8_t *restrict dst = ctx->act1.drop12.drop12_y;
         for (uint32_t k = 0; k < rows * 1024u; k++) {
             const int keep = ng_uniform(&ctx->rng_state, ctx->rng_inc, 0, 99) >= 10;
             dst[k] = keep ? (int8_t)((int32_t)src[k] * 1111 / 1000) : 0;
@@ -1645,7 +1700,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
     /* output linear
      * x [-74, 101], w [-32767, 32767]: acc [-3388894208, 3388894208] (33 bits), int64_t; y = clip(tdiv(acc, 262144), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.drop12.drop12_y[n * 1024u];
+        const int8_t *restrict xr = &ctx->act1.drop12.drop12_y[n * 1024u];
         for (uint32_t o = 0; o < 10u; o++) {
             const int16_t *restrict wr = &ctx->out_w[o * 1024u];
             int64_t acc = 0;
@@ -1686,7 +1741,7 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
             for (uint32_t i = 0; i < 1024u; i++) row[i] = 0u;
             for (uint32_t n = 0; n < rows; n++) {
                 const int16_t d = ctx->scratch.out.out_delta[n * 10u + o];
-                const int8_t *restrict xr = &ctx->act0.drop12.drop12_y[n * 1024u];
+                const int8_t *restrict xr = &ctx->act1.drop12.drop12_y[n * 1024u];
                 if (d == 0) continue;
                 for (uint32_t i = 0; i < 1024u; i++) row[i] += (int32_t)((int32_t)d * (int32_t)xr[i]);
             }
@@ -1704,355 +1759,373 @@ vgg8b_fmnist_status_t vgg8b_fmnist_train_step(vgg8b_fmnist_ctx_t *ctx, const int
 
 /** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch (semantics 6.6). */
 static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) {
-    /* block 0 forward conv 1->128 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
-     * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
-     * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
-        for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 1u; c++) {
-            const int8_t *restrict src = &x[(n * 1u + c) * 784u];
-            int8_t *restrict dst = &xp[c * 900u];
-            for (uint32_t r = 0; r < 28u; r++) {
-                for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 128u; f++) {
-            int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
-            const int16_t *restrict wf = &ctx->b0_w[f * 9u];
-            int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 784u];
-            for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+    /* b0: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 0 forward conv 1->128 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 2304), -127, 127)
+         * x [-128, 127], w [-32767, 32767]: acc [-37747584, 37747584] (27 bits), int32_t
+         * Per sample, a zero-padded copy x_pad (1 planes of 30x30 and a zero tail); per output channel, the
+         * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b0.b0_xpad;
+            for (uint32_t i = 0; i < 910u; i++) xp[i] = 0;
             for (uint32_t c = 0; c < 1u; c++) {
-                for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                    ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
+                const int8_t *restrict src = &(&x[(size_t)ns * 784u])[(n * 1u + c) * 784u];
+                int8_t *restrict dst = &xp[c * 900u];
+                for (uint32_t r = 0; r < 28u; r++) {
+                    for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
                 }
             }
-            for (uint32_t h = 0; h < 28u; h++) {
-                for (uint32_t w = 0; w < 28u; w++) {
-                    zf[h * 28u + w] = ng_scale32(acc[h * 30u + w], 2304);
-                }
-            }
-        }
-    }
-    /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b0.b0_z;
-        int8_t *restrict h = ctx->act0.b0.b0_h;
-        for (uint32_t k = 0; k < rows * 100352u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 1 forward conv 128->256 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (128 planes of 30x30 and a zero tail); per output channel, the
-     * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
-        for (uint32_t i = 0; i < 115210u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 128u; c++) {
-            const int8_t *restrict src = &ctx->act0.b0.b0_h[(n * 128u + c) * 784u];
-            int8_t *restrict dst = &xp[c * 900u];
-            for (uint32_t r = 0; r < 28u; r++) {
-                for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 256u; f++) {
-            int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
-            const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
-            int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 256u + f) * 784u];
-            for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
-                const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
-                for (uint32_t i = 0; i < 848u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
+            for (uint32_t f = 0; f < 128u; f++) {
+                int32_t *restrict acc = ctx->scratch.b0.b0_acc_plane;
+                const int16_t *restrict wf = &ctx->b0_w[f * 9u];
+                int8_t *restrict zf = &ctx->scratch.b0.b0_z[(n * 128u + f) * 784u];
+                for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+                for (uint32_t c = 0; c < 1u; c++) {
                     for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
+                        ng_mac3_i32_i8_i16_i32(acc, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                     }
                 }
-                for (uint32_t i = 0; i < 848u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 28u; h++) {
-                for (uint32_t w = 0; w < 28u; w++) {
-                    zf[h * 28u + w] = ng_scale64(acc[h * 30u + w], 294912);
+                for (uint32_t h = 0; h < 28u; h++) {
+                    for (uint32_t w = 0; w < 28u; w++) {
+                        zf[h * 28u + w] = ng_scale32(acc[h * 30u + w], 2304);
+                    }
                 }
             }
         }
+        /* block 0 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b0.b0_z;
+            int8_t *restrict h = (&ctx->act0.b0.b0_h[(size_t)ns * 100352u]);
+            for (uint32_t k = 0; k < 1u * 100352u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
     }
-    /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b1.b1_z;
-        int8_t *restrict h = ctx->act1.b1.b1_h;
-        for (uint32_t k = 0; k < rows * 200704u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* layer 2 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 14x14
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 256u; q++) {
-        const int8_t *restrict src = &ctx->act1.b1.b1_h[q * 784u];
-        int8_t *restrict dst = &ctx->act0.pool2.pool2_y[q * 196u];
-        for (uint32_t i = 0; i < 14u; i++) {
-            for (uint32_t j = 0; j < 14u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 28u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b1: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 1 forward conv 128->256 3x3/1, 28->28: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 294912), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-3435030144, 3435030144] (33 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (128 planes of 30x30 and a zero tail); per output channel, the
+         * accumulators are rows of stride 30, so each kernel row (c, a) is one contiguous loop of 848
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 28 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b1.b1_xpad;
+            for (uint32_t i = 0; i < 115210u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 128u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b0.b0_h[(size_t)ns * 100352u])[(n * 128u + c) * 784u];
+                int8_t *restrict dst = &xp[c * 900u];
+                for (uint32_t r = 0; r < 28u; r++) {
+                    for (uint32_t s = 0; s < 28u; s++) dst[(r + 1u) * 30u + 1u + s] = src[r * 28u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 256u; f++) {
+                int64_t *restrict acc = ctx->scratch.b1.b1_acc_plane;
+                const int16_t *restrict wf = &ctx->b1_w[f * 1152u];
+                int8_t *restrict zf = &ctx->scratch.b1.b1_z[(n * 256u + f) * 784u];
+                for (uint32_t i = 0; i < 848u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 128u; c0 += 80u) {
+                    const uint32_t c1 = 128u - c0 < 80u ? 128u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b1.b1_acc_part;
+                    for (uint32_t i = 0; i < 848u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 900u + a * 30u], &wf[(c * 3u + a) * 3u], 848u);
                         }
                     }
+                    for (uint32_t i = 0; i < 848u; i++) acc[i] += part[i];
                 }
-                dst[i * 14u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 2 forward conv 256->256 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
-        for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 256u; c++) {
-            const int8_t *restrict src = &ctx->act0.pool2.pool2_y[(n * 256u + c) * 196u];
-            int8_t *restrict dst = &xp[c * 256u];
-            for (uint32_t r = 0; r < 14u; r++) {
-                for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 256u; f++) {
-            int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
-            const int16_t *restrict wf = &ctx->b2_w[f * 2304u];
-            int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 256u + f) * 196u];
-            for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
-                for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
+                for (uint32_t h = 0; h < 28u; h++) {
+                    for (uint32_t w = 0; w < 28u; w++) {
+                        zf[h * 28u + w] = ng_scale64(acc[h * 30u + w], 294912);
                     }
                 }
-                for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 14u; h++) {
-                for (uint32_t w = 0; w < 14u; w++) {
-                    zf[h * 14u + w] = ng_scale64(acc[h * 16u + w], 589824);
-                }
             }
         }
-    }
-    /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b2.b2_z;
-        int8_t *restrict h = ctx->act1.b2.b2_h;
-        for (uint32_t k = 0; k < rows * 50176u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* block 3 forward conv 256->512 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
-     * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
-        for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 256u; c++) {
-            const int8_t *restrict src = &ctx->act1.b2.b2_h[(n * 256u + c) * 196u];
-            int8_t *restrict dst = &xp[c * 256u];
-            for (uint32_t r = 0; r < 14u; r++) {
-                for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
-            }
+        /* block 1 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b1.b1_z;
+            int8_t *restrict h = ctx->scratch.b1.b1_h;
+            for (uint32_t k = 0; k < 1u * 200704u; k++) h[k] = ng_relu_s4[z[k] + 127];
         }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
-            const int16_t *restrict wf = &ctx->b3_w[f * 2304u];
-            int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 512u + f) * 196u];
-            for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
-                const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
-                for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
-                    }
-                }
-                for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 14u; h++) {
-                for (uint32_t w = 0; w < 14u; w++) {
-                    zf[h * 14u + w] = ng_scale64(acc[h * 16u + w], 589824);
-                }
-            }
-        }
-    }
-    /* block 3 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b3.b3_z;
-        int8_t *restrict h = ctx->act0.b3.b3_h;
-        for (uint32_t k = 0; k < rows * 100352u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* layer 5 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 7x7
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b3.b3_h[q * 196u];
-        int8_t *restrict dst = &ctx->act1.pool5.pool5_y[q * 49u];
-        for (uint32_t i = 0; i < 7u; i++) {
-            for (uint32_t j = 0; j < 7u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 14u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+        /* layer 2 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 14x14
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 256u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b1.b1_h[q * 784u];
+            int8_t *restrict dst = &(&ctx->act1.pool2.pool2_y[(size_t)ns * 50176u])[q * 196u];
+            for (uint32_t i = 0; i < 14u; i++) {
+                for (uint32_t j = 0; j < 14u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 28u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
                         }
                     }
-                }
-                dst[i * 7u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 4 forward conv 512->512 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 9x9 and a zero tail); per output channel, the
-     * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
-        for (uint32_t i = 0; i < 41475u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act1.pool5.pool5_y[(n * 512u + c) * 49u];
-            int8_t *restrict dst = &xp[c * 81u];
-            for (uint32_t r = 0; r < 7u; r++) {
-                for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
-            const int16_t *restrict wf = &ctx->b4_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 512u + f) * 49u];
-            for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
-                for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
-                    }
-                }
-                for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
-            }
-            for (uint32_t h = 0; h < 7u; h++) {
-                for (uint32_t w = 0; w < 7u; w++) {
-                    zf[h * 7u + w] = ng_scale64(acc[h * 9u + w], 1179648);
+                    dst[i * 14u + j] = (int8_t)best;
+                    (void)at;
                 }
             }
         }
     }
-    /* block 4 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b4.b4_z;
-        int8_t *restrict h = ctx->act0.b4.b4_h;
-        for (uint32_t k = 0; k < rows * 25088u; k++) h[k] = ng_relu_s4[z[k] + 127];
-    }
-    /* layer 7 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 3x3
-     * candidates: the real cells only; the first maximum in row-major window order wins */
-    for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b4.b4_h[q * 49u];
-        int8_t *restrict dst = &ctx->act1.pool7.pool7_y[q * 9u];
-        for (uint32_t i = 0; i < 3u; i++) {
-            for (uint32_t j = 0; j < 3u; j++) {
-                int8_t best = 0;
-                uint32_t at = 0u;
-                int found = 0;
-                for (uint32_t a = 0; a < 2u; a++) {
-                    for (uint32_t b = 0; b < 2u; b++) {
-                        const int8_t value = src[(i * 2u + a) * 7u + j * 2u + b];
-                        if (!found || value > best) {
-                            best = value;
-                            at = a * 2u + b;
-                            found = 1;
+    /* b2: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 2 forward conv 256->256 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
+         * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b2.b2_xpad;
+            for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 256u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool2.pool2_y[(size_t)ns * 50176u])[(n * 256u + c) * 196u];
+                int8_t *restrict dst = &xp[c * 256u];
+                for (uint32_t r = 0; r < 14u; r++) {
+                    for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 256u; f++) {
+                int64_t *restrict acc = ctx->scratch.b2.b2_acc_plane;
+                const int16_t *restrict wf = &ctx->b2_w[f * 2304u];
+                int8_t *restrict zf = &ctx->scratch.b2.b2_z[(n * 256u + f) * 196u];
+                for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b2.b2_acc_part;
+                    for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
                         }
                     }
+                    for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
                 }
-                dst[i * 3u + j] = (int8_t)best;
-                (void)at;
-            }
-        }
-    }
-    /* block 5 forward conv 512->512 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
-     * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
-     * Per sample, a zero-padded copy x_pad (512 planes of 5x5 and a zero tail); per output channel, the
-     * accumulators are rows of stride 5, so each kernel row (c, a) is one contiguous loop of 16
-     * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
-     * tail are never stored). */
-    for (uint32_t n = 0; n < rows; n++) {
-        int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
-        for (uint32_t i = 0; i < 12803u; i++) xp[i] = 0;
-        for (uint32_t c = 0; c < 512u; c++) {
-            const int8_t *restrict src = &ctx->act1.pool7.pool7_y[(n * 512u + c) * 9u];
-            int8_t *restrict dst = &xp[c * 25u];
-            for (uint32_t r = 0; r < 3u; r++) {
-                for (uint32_t s = 0; s < 3u; s++) dst[(r + 1u) * 5u + 1u + s] = src[r * 3u + s];
-            }
-        }
-        for (uint32_t f = 0; f < 512u; f++) {
-            int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
-            const int16_t *restrict wf = &ctx->b5_w[f * 4608u];
-            int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 9u];
-            for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
-            /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
-            for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
-                const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
-                int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
-                for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
-                for (uint32_t c = c0; c < c1; c++) {
-                    for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
-                        ng_mac3_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u], &wf[(c * 3u + a) * 3u], 16u);
+                for (uint32_t h = 0; h < 14u; h++) {
+                    for (uint32_t w = 0; w < 14u; w++) {
+                        zf[h * 14u + w] = ng_scale64(acc[h * 16u + w], 589824);
                     }
                 }
-                for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];
             }
-            for (uint32_t h = 0; h < 3u; h++) {
-                for (uint32_t w = 0; w < 3u; w++) {
-                    zf[h * 3u + w] = ng_scale64(acc[h * 5u + w], 1179648);
+        }
+        /* block 2 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b2.b2_z;
+            int8_t *restrict h = (&ctx->act0.b2.b2_h[(size_t)ns * 50176u]);
+            for (uint32_t k = 0; k < 1u * 50176u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+    }
+    /* b3: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 3 forward conv 256->512 3x3/1, 14->14: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 589824), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-6870060288, 6870060288] (34 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (256 planes of 16x16 and a zero tail); per output channel, the
+         * accumulators are rows of stride 16, so each kernel row (c, a) is one contiguous loop of 224
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 14 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b3.b3_xpad;
+            for (uint32_t i = 0; i < 65538u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 256u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.b2.b2_h[(size_t)ns * 50176u])[(n * 256u + c) * 196u];
+                int8_t *restrict dst = &xp[c * 256u];
+                for (uint32_t r = 0; r < 14u; r++) {
+                    for (uint32_t s = 0; s < 14u; s++) dst[(r + 1u) * 16u + 1u + s] = src[r * 14u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b3.b3_acc_plane;
+                const int16_t *restrict wf = &ctx->b3_w[f * 2304u];
+                int8_t *restrict zf = &ctx->scratch.b3.b3_z[(n * 512u + f) * 196u];
+                for (uint32_t i = 0; i < 224u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 256u; c0 += 80u) {
+                    const uint32_t c1 = 256u - c0 < 80u ? 256u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b3.b3_acc_part;
+                    for (uint32_t i = 0; i < 224u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 256u + a * 16u], &wf[(c * 3u + a) * 3u], 224u);
+                        }
+                    }
+                    for (uint32_t i = 0; i < 224u; i++) acc[i] += part[i];
+                }
+                for (uint32_t h = 0; h < 14u; h++) {
+                    for (uint32_t w = 0; w < 14u; w++) {
+                        zf[h * 14u + w] = ng_scale64(acc[h * 16u + w], 589824);
+                    }
+                }
+            }
+        }
+        /* block 3 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b3.b3_z;
+            int8_t *restrict h = ctx->scratch.b3.b3_h;
+            for (uint32_t k = 0; k < 1u * 100352u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* layer 5 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 7x7
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b3.b3_h[q * 196u];
+            int8_t *restrict dst = &(&ctx->act1.pool5.pool5_y[(size_t)ns * 25088u])[q * 49u];
+            for (uint32_t i = 0; i < 7u; i++) {
+                for (uint32_t j = 0; j < 7u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 14u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 7u + j] = (int8_t)best;
+                    (void)at;
                 }
             }
         }
     }
-    /* block 5 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
-    {
-        const int8_t *restrict z = ctx->scratch.b5.b5_z;
-        int8_t *restrict h = ctx->act0.b5.b5_h;
-        for (uint32_t k = 0; k < rows * 4608u; k++) h[k] = ng_relu_s4[z[k] + 127];
+    /* b4: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 4 forward conv 512->512 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 9x9 and a zero tail); per output channel, the
+         * accumulators are rows of stride 9, so each kernel row (c, a) is one contiguous loop of 64
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 7 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b4.b4_xpad;
+            for (uint32_t i = 0; i < 41475u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act1.pool5.pool5_y[(size_t)ns * 25088u])[(n * 512u + c) * 49u];
+                int8_t *restrict dst = &xp[c * 81u];
+                for (uint32_t r = 0; r < 7u; r++) {
+                    for (uint32_t s = 0; s < 7u; s++) dst[(r + 1u) * 9u + 1u + s] = src[r * 7u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b4.b4_acc_plane;
+                const int16_t *restrict wf = &ctx->b4_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b4.b4_z[(n * 512u + f) * 49u];
+                for (uint32_t i = 0; i < 64u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b4.b4_acc_part;
+                    for (uint32_t i = 0; i < 64u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 81u + a * 9u], &wf[(c * 3u + a) * 3u], 64u);
+                        }
+                    }
+                    for (uint32_t i = 0; i < 64u; i++) acc[i] += part[i];
+                }
+                for (uint32_t h = 0; h < 7u; h++) {
+                    for (uint32_t w = 0; w < 7u; w++) {
+                        zf[h * 7u + w] = ng_scale64(acc[h * 9u + w], 1179648);
+                    }
+                }
+            }
+        }
+        /* block 4 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b4.b4_z;
+            int8_t *restrict h = ctx->scratch.b4.b4_h;
+            for (uint32_t k = 0; k < 1u * 25088u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
+        /* layer 7 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 3x3
+         * candidates: the real cells only; the first maximum in row-major window order wins */
+        for (uint32_t q = 0; q < 1u * 512u; q++) {
+            const int8_t *restrict src = &ctx->scratch.b4.b4_h[q * 49u];
+            int8_t *restrict dst = &(&ctx->act0.pool7.pool7_y[(size_t)ns * 4608u])[q * 9u];
+            for (uint32_t i = 0; i < 3u; i++) {
+                for (uint32_t j = 0; j < 3u; j++) {
+                    int8_t best = 0;
+                    uint32_t at = 0u;
+                    int found = 0;
+                    for (uint32_t a = 0; a < 2u; a++) {
+                        for (uint32_t b = 0; b < 2u; b++) {
+                            const int8_t value = src[(i * 2u + a) * 7u + j * 2u + b];
+                            if (!found || value > best) {
+                                best = value;
+                                at = a * 2u + b;
+                                found = 1;
+                            }
+                        }
+                    }
+                    dst[i * 3u + j] = (int8_t)best;
+                    (void)at;
+                }
+            }
+        }
+    }
+    /* b5: the forward one sample at a time; per-sample tensors are reused by every sample. */
+    for (uint32_t ns = 0; ns < rows; ns++) {
+        /* block 5 forward conv 512->512 3x3/1, 3->3: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 1179648), -127, 127)
+         * x [-67, 91], w [-32767, 32767]: acc [-13740120576, 13740120576] (35 bits), int64_t
+         * Per sample, a zero-padded copy x_pad (512 planes of 5x5 and a zero tail); per output channel, the
+         * accumulators are rows of stride 5, so each kernel row (c, a) is one contiguous loop of 16
+         * positions with 3 multiply-adds each (a multiple of 16, for vector units; the columns past 3 and the
+         * tail are never stored). */
+        for (uint32_t n = 0; n < 1u; n++) {
+            int8_t *restrict xp = ctx->scratch.b5.b5_xpad;
+            for (uint32_t i = 0; i < 12803u; i++) xp[i] = 0;
+            for (uint32_t c = 0; c < 512u; c++) {
+                const int8_t *restrict src = &(&ctx->act0.pool7.pool7_y[(size_t)ns * 4608u])[(n * 512u + c) * 9u];
+                int8_t *restrict dst = &xp[c * 25u];
+                for (uint32_t r = 0; r < 3u; r++) {
+                    for (uint32_t s = 0; s < 3u; s++) dst[(r + 1u) * 5u + 1u + s] = src[r * 3u + s];
+                }
+            }
+            for (uint32_t f = 0; f < 512u; f++) {
+                int64_t *restrict acc = ctx->scratch.b5.b5_acc_plane;
+                const int16_t *restrict wf = &ctx->b5_w[f * 4608u];
+                int8_t *restrict zf = &ctx->scratch.b5.b5_z[(n * 512u + f) * 9u];
+                for (uint32_t i = 0; i < 16u; i++) acc[i] = 0;
+                /* exact: 80 input channels of int32 products fit an int32 partial sum, the total needs int64_t */
+                for (uint32_t c0 = 0; c0 < 512u; c0 += 80u) {
+                    const uint32_t c1 = 512u - c0 < 80u ? 512u : c0 + 80u;
+                    int32_t *restrict part = ctx->scratch.b5.b5_acc_part;
+                    for (uint32_t i = 0; i < 16u; i++) part[i] = 0;
+                    for (uint32_t c = c0; c < c1; c++) {
+                        for (uint32_t a = 0; a < 3u; a++) {   /* one kernel row per call */
+                            ng_mac3_i32_i8_i16_i32(part, &xp[c * 25u + a * 5u], &wf[(c * 3u + a) * 3u], 16u);
+                        }
+                    }
+                    for (uint32_t i = 0; i < 16u; i++) acc[i] += part[i];
+                }
+                for (uint32_t h = 0; h < 3u; h++) {
+                    for (uint32_t w = 0; w < 3u; w++) {
+                        zf[h * 3u + w] = ng_scale64(acc[h * 5u + w], 1179648);
+                    }
+                }
+            }
+        }
+        /* block 5 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
+        {
+            const int8_t *restrict z = ctx->scratch.b5.b5_z;
+            int8_t *restrict h = (&ctx->act1.b5.b5_h[(size_t)ns * 4608u]);
+            for (uint32_t k = 0; k < 1u * 4608u; k++) h[k] = ng_relu_s4[z[k] + 127];
+        }
     }
     /* layer 10 feature-extractor maxpool 2x2: kernel (2, 2), stride = kernel, padding (0, 0), output 1x1
      * candidates: the real cells only; the first maximum in row-major window order wins */
     for (uint32_t q = 0; q < rows * 512u; q++) {
-        const int8_t *restrict src = &ctx->act0.b5.b5_h[q * 9u];
-        int8_t *restrict dst = &ctx->act0.pool10.pool10_y[q * 1u];
+        const int8_t *restrict src = &ctx->act1.b5.b5_h[q * 9u];
+        int8_t *restrict dst = &ctx->act1.pool10.pool10_y[q * 1u];
         for (uint32_t i = 0; i < 1u; i++) {
             for (uint32_t j = 0; j < 1u; j++) {
                 int8_t best = 0;
@@ -2076,7 +2149,7 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 6 forward linear 512->1024
      * x [-74, 101], w [-32767, 32767]: acc [-1694447104, 1694447104] (32 bits), int32_t; y = clip(tdiv(acc, 131072), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act0.pool10.pool10_y[n * 512u];
+        const int8_t *restrict xr = &ctx->act1.pool10.pool10_y[n * 512u];
         for (uint32_t o = 0; o < 1024u; o++) {
             const int16_t *restrict wr = &ctx->b6_w[o * 512u];
             int32_t acc = 0;
@@ -2087,13 +2160,13 @@ static void ng_forward(vgg8b_fmnist_ctx_t *ctx, const int8_t *x, uint32_t rows) 
     /* block 6 NITRO-ReLU 1/4: h = P(z) - 36 by table lookup, h in [-67, 91] */
     {
         const int8_t *restrict z = ctx->scratch.b6.b6_z;
-        int8_t *restrict h = ctx->act1.b6.b6_h;
+        int8_t *restrict h = ctx->act0.b6.b6_h;
         for (uint32_t k = 0; k < rows * 1024u; k++) h[k] = ng_relu_s4[z[k] + 127];
     }
     /* output linear
      * x [-67, 91], w [-32767, 32767]: acc [-3388894208, 3388894208] (33 bits), int64_t; y = clip(tdiv(acc, 262144), -127, 127) */
     for (uint32_t n = 0; n < rows; n++) {
-        const int8_t *restrict xr = &ctx->act1.b6.b6_h[n * 1024u];
+        const int8_t *restrict xr = &ctx->act0.b6.b6_h[n * 1024u];
         for (uint32_t o = 0; o < 10u; o++) {
             const int16_t *restrict wr = &ctx->out_w[o * 1024u];
             int64_t acc = 0;
@@ -2262,11 +2335,187 @@ vgg8b_fmnist_status_t vgg8b_fmnist_import_params(vgg8b_fmnist_ctx_t *ctx, const 
     for (uint32_t i = 0; i < 10240u; i++) ctx->out_w[i] = (int16_t)in[k++];
     return VGG8B_FMNIST_OK;
 }
+/* Checkpoints: little-endian byte images assembled with shifts (no struct copies, no type punning). */
+static const uint8_t ng_ck_magic[4] = { 0x4E, 0x47, 0x43, 0x4B };
+
+static void ng_put_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t ng_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void ng_put_u64(uint8_t *p, uint64_t v) {
+    ng_put_u32(p, (uint32_t)(v & 0xFFFFFFFFu));
+    ng_put_u32(&p[4], (uint32_t)(v >> 32));
+}
+
+static uint64_t ng_get_u64(const uint8_t *p) {
+    return (uint64_t)ng_get_u32(p) | ((uint64_t)ng_get_u32(&p[4]) << 32);
+}
+
+/** The int32 whose two's-complement bits are u, without C99's implementation-defined conversion. */
+static int32_t ng_i32_of_bits(uint32_t u) {
+    return u <= 0x7FFFFFFFu ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+/** CRC-32 of a checkpoint: bytes [0, 24) then [28, VGG8B_FMNIST_CHECKPOINT_BYTES), skipping the CRC field. */
+static uint32_t ng_ck_crc(const uint8_t *buf) {
+    const uint32_t crc = ng_crc32_update(0u, buf, 24u);
+    return ng_crc32_update(crc, &buf[28], VGG8B_FMNIST_CHECKPOINT_BYTES - 28u);
+}
+
+vgg8b_fmnist_status_t vgg8b_fmnist_checkpoint_save(const vgg8b_fmnist_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written) {
+    size_t k = 28u;
+    if (written != NULL) *written = 0u;
+    if (ctx == NULL || buf == NULL || cap < VGG8B_FMNIST_CHECKPOINT_BYTES) return VGG8B_FMNIST_ERR_ARG;
+    for (uint32_t i = 0; i < 4u; i++) buf[i] = ng_ck_magic[i];
+    ng_put_u32(&buf[4], VGG8B_FMNIST_CHECKPOINT_VERSION);
+    ng_put_u64(&buf[8], VGG8B_FMNIST_CHECKPOINT_SPEC_HASH);
+    ng_put_u64(&buf[16], (uint64_t)VGG8B_FMNIST_CHECKPOINT_BYTES);
+    for (uint32_t i = 0; i < 1152u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_w[i]);   /* blocks.0.forward.weight */
+    for (uint32_t i = 0; i < 35840u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b0_l_w[i]);   /* blocks.0.learning.weight */
+    for (uint32_t i = 0; i < 294912u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_w[i]);   /* blocks.1.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b1_l_w[i]);   /* blocks.1.learning.weight */
+    for (uint32_t i = 0; i < 589824u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_w[i]);   /* blocks.2.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b2_l_w[i]);   /* blocks.2.learning.weight */
+    for (uint32_t i = 0; i < 1179648u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b3_w[i]);   /* blocks.3.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b3_l_w[i]);   /* blocks.3.learning.weight */
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b4_w[i]);   /* blocks.4.forward.weight */
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b4_l_w[i]);   /* blocks.4.learning.weight */
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b5_w[i]);   /* blocks.5.forward.weight */
+    for (uint32_t i = 0; i < 30720u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b5_l_w[i]);   /* blocks.5.learning.weight */
+    for (uint32_t i = 0; i < 524288u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b6_w[i]);   /* blocks.6.forward.weight */
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->b6_l_w[i]);   /* blocks.6.learning.weight */
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) ng_put_u32(&buf[k], (uint32_t)(int32_t)ctx->out_w[i]);   /* output.weight */
+    ng_put_u64(&buf[30237212], ctx->rng_state);
+    ng_put_u64(&buf[30237220], ctx->rng_inc);
+    ng_put_u64(&buf[30237228], (uint64_t)ctx->lr_inv);   /* in [1, LR_INV_MAX]: no sign to keep */
+    ng_put_u32(&buf[30237236], ctx->steps);
+    ng_put_u32(&buf[30237240], ctx->epoch);
+    ng_put_u32(&buf[24], ng_ck_crc(buf));
+    if (written != NULL) *written = VGG8B_FMNIST_CHECKPOINT_BYTES;
+    return VGG8B_FMNIST_OK;
+}
+
+vgg8b_fmnist_status_t vgg8b_fmnist_checkpoint_load(vgg8b_fmnist_ctx_t *ctx, const uint8_t *buf, size_t n) {
+    size_t k;
+    uint64_t lr_inv;
+    if (ctx == NULL || buf == NULL) return VGG8B_FMNIST_ERR_ARG;
+    /* The checks of the header's list, in its order; nothing below writes ctx until all have passed. */
+    for (k = 0; k < 4u && k < n; k++) {
+        if (buf[k] != ng_ck_magic[k]) return VGG8B_FMNIST_ERR_MAGIC;
+    }
+    if (n < 28u) return VGG8B_FMNIST_ERR_TRUNCATED;
+    if (ng_get_u32(&buf[4]) != VGG8B_FMNIST_CHECKPOINT_VERSION) return VGG8B_FMNIST_ERR_VERSION;
+    if (ng_get_u64(&buf[8]) != VGG8B_FMNIST_CHECKPOINT_SPEC_HASH) return VGG8B_FMNIST_ERR_SPEC;
+    if (ng_get_u64(&buf[16]) != (uint64_t)VGG8B_FMNIST_CHECKPOINT_BYTES) return VGG8B_FMNIST_ERR_LENGTH;
+    if (n < VGG8B_FMNIST_CHECKPOINT_BYTES) return VGG8B_FMNIST_ERR_TRUNCATED;
+    if (n > VGG8B_FMNIST_CHECKPOINT_BYTES) return VGG8B_FMNIST_ERR_LENGTH;
+    if (ng_get_u32(&buf[24]) != ng_ck_crc(buf)) return VGG8B_FMNIST_ERR_CRC;
+    k = 28u;
+    for (uint32_t i = 0; i < 1152u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.0.forward.weight */
+    }
+    for (uint32_t i = 0; i < 35840u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.0.learning.weight */
+    }
+    for (uint32_t i = 0; i < 294912u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.1.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.1.learning.weight */
+    }
+    for (uint32_t i = 0; i < 589824u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.2.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.2.learning.weight */
+    }
+    for (uint32_t i = 0; i < 1179648u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.3.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.3.learning.weight */
+    }
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.4.forward.weight */
+    }
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.4.learning.weight */
+    }
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.5.forward.weight */
+    }
+    for (uint32_t i = 0; i < 30720u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.5.learning.weight */
+    }
+    for (uint32_t i = 0; i < 524288u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.6.forward.weight */
+    }
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* blocks.6.learning.weight */
+    }
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) {
+        const int32_t v = ng_i32_of_bits(ng_get_u32(&buf[k]));
+        if (v < -32767 || v > 32767) return VGG8B_FMNIST_ERR_RANGE;   /* output.weight */
+    }
+    lr_inv = ng_get_u64(&buf[30237228]);
+    if (lr_inv < 1u || lr_inv > (uint64_t)VGG8B_FMNIST_LR_INV_MAX) return VGG8B_FMNIST_ERR_RANGE;
+    if ((ng_get_u64(&buf[30237220]) & 1u) == 0u) return VGG8B_FMNIST_ERR_RANGE;   /* PCG needs an odd increment */
+    k = 28u;
+    for (uint32_t i = 0; i < 1152u; i++, k += 4u) ctx->b0_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 35840u; i++, k += 4u) ctx->b0_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 294912u; i++, k += 4u) ctx->b1_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b1_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 589824u; i++, k += 4u) ctx->b2_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b2_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 1179648u; i++, k += 4u) ctx->b3_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b3_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ctx->b4_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 40960u; i++, k += 4u) ctx->b4_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 2359296u; i++, k += 4u) ctx->b5_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 30720u; i++, k += 4u) ctx->b5_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 524288u; i++, k += 4u) ctx->b6_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) ctx->b6_l_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    for (uint32_t i = 0; i < 10240u; i++, k += 4u) ctx->out_w[i] = (int16_t)ng_i32_of_bits(ng_get_u32(&buf[k]));
+    ctx->rng_state = ng_get_u64(&buf[30237212]);
+    ctx->rng_inc = ng_get_u64(&buf[30237220]);
+    ctx->lr_inv = (int64_t)lr_inv;   /* <= LR_INV_MAX < 2^63: exact */
+    ctx->steps = ng_get_u32(&buf[30237236]);
+    ctx->epoch = ng_get_u32(&buf[30237240]);
+    return VGG8B_FMNIST_OK;
+}
 
 const char *vgg8b_fmnist_status_str(vgg8b_fmnist_status_t status) {
     switch (status) {
     case VGG8B_FMNIST_OK: return "success";
     case VGG8B_FMNIST_ERR_ARG: return "NULL pointer or out-of-range argument; the context is unchanged";
+    case VGG8B_FMNIST_ERR_MAGIC: return "not a nitrogen checkpoint (wrong magic bytes)";
+    case VGG8B_FMNIST_ERR_VERSION: return "checkpoint format version not supported by this build";
+    case VGG8B_FMNIST_ERR_SPEC: return "checkpoint of another network (spec hash differs)";
+    case VGG8B_FMNIST_ERR_TRUNCATED: return "checkpoint truncated (shorter than its header or its length field)";
+    case VGG8B_FMNIST_ERR_LENGTH: return "checkpoint length field does not match this network, or bytes after its end";
+    case VGG8B_FMNIST_ERR_CRC: return "checkpoint corrupt (CRC-32 mismatch)";
+    case VGG8B_FMNIST_ERR_RANGE: return "checkpoint value out of range (a parameter, lr_inv or the PRNG increment)";
     }
     return "unknown status";
 }

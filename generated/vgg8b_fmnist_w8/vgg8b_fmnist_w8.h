@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define VGG8B_FMNIST_W8_NITROGEN_ABI 1
+#define VGG8B_FMNIST_W8_NITROGEN_ABI 2
 #define VGG8B_FMNIST_W8_BATCH 64
 #define VGG8B_FMNIST_W8_CHANNELS 1
 #define VGG8B_FMNIST_W8_HEIGHT 28
@@ -44,12 +44,22 @@ extern "C" {
 #define VGG8B_FMNIST_W8_PARAMS_COUNT 145680
 #define VGG8B_FMNIST_W8_LR_INV_INIT 512
 #define VGG8B_FMNIST_W8_LR_INV_MAX INT64_C(7205759403792793)
-#define VGG8B_FMNIST_W8_CTX_BYTES 4607952u   /**< sizeof(vgg8b_fmnist_w8_ctx_t) with natural alignment */
+#define VGG8B_FMNIST_W8_CTX_BYTES 1848272u   /**< sizeof(vgg8b_fmnist_w8_ctx_t) with natural alignment */
+#define VGG8B_FMNIST_W8_CHECKPOINT_VERSION 1u   /**< checkpoint format version written and accepted */
+#define VGG8B_FMNIST_W8_CHECKPOINT_SPEC_HASH UINT64_C(0xC2CF38353EB62C61)   /**< identifies compatible builds; see vgg8b_fmnist_w8_checkpoint_save() */
+#define VGG8B_FMNIST_W8_CHECKPOINT_BYTES 582780u   /**< size of a checkpoint: header, parameters, training state */
 
 /** Status codes returned by every function. */
 typedef enum {
     VGG8B_FMNIST_W8_OK = 0,   /**< success */
     VGG8B_FMNIST_W8_ERR_ARG = -1,   /**< NULL pointer or out-of-range argument; the context is unchanged */
+    VGG8B_FMNIST_W8_ERR_MAGIC = -2,   /**< not a nitrogen checkpoint (wrong magic bytes) */
+    VGG8B_FMNIST_W8_ERR_VERSION = -3,   /**< checkpoint format version not supported by this build */
+    VGG8B_FMNIST_W8_ERR_SPEC = -4,   /**< checkpoint of another network (spec hash differs) */
+    VGG8B_FMNIST_W8_ERR_TRUNCATED = -5,   /**< checkpoint truncated (shorter than its header or its length field) */
+    VGG8B_FMNIST_W8_ERR_LENGTH = -6,   /**< checkpoint length field does not match this network, or bytes after its end */
+    VGG8B_FMNIST_W8_ERR_CRC = -7,   /**< checkpoint corrupt (CRC-32 mismatch) */
+    VGG8B_FMNIST_W8_ERR_RANGE = -8,   /**< checkpoint value out of range (a parameter, lr_inv or the PRNG increment) */
 } vgg8b_fmnist_w8_status_t;
 
 /** Integer statistics of one training step (before that step's updates). */
@@ -80,17 +90,18 @@ typedef struct {
     int16_t b6_w[8192];   /**< blocks.6.forward.weight [128, 64], range [-32767, 32767] */
     int16_t b6_l_w[1280];   /**< blocks.6.learning.weight [10, 128], range [-32767, 32767] */
     int16_t out_w[1280];   /**< output.weight [10, 128], range [-32767, 32767] */
-    union {   /* scratch: groups with disjoint lifetimes share these 1857936 bytes */
+    union {   /* scratch: groups with disjoint lifetimes share these 302480 bytes */
         struct {
             int64_t b0_row[9];   /**< block 0 forward conv update: one output row of the weight gradient [9], range [-11950381793280, 11950381793280] */
             int32_t b0_l_dx[28672];   /**< block 0 learning input gradient [64, 448], range [-52099530, 52099530] */
             int32_t b0_acc_plane[848];   /**< block 0 accumulators of one output channel, rows of stride 30 [848], range [-37747584, 37747584] */
             int32_t b0_l_row[448];   /**< block 0 learning linear update: one output row of the weight gradient [448], range [-926016, 739648] */
-            uint16_t b0_lp_arg[28672];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [64, 448], range [0, 31] */
             int16_t b0_l_delta[640];   /**< block 0 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b0_z[802816];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) [64, 12544], range [-127, 127] */
+            int8_t b0_z[12544];   /**< block 0 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 12544], range [-127, 127] */
             int8_t b0_xpad[910];   /**< block 0 zero-padded input of one sample [910], range [-128, 127] */
             int8_t b0_lp[28672];   /**< block 0 learning max pool (8, 4) pad (4, 0) [64, 448], range [-67, 91] */
+            uint8_t b0_lp_arg[28672];   /**< block 0 learning max pool: argmax offset a*kw + b in its window [64, 448], range [0, 31] */
+            int8_t b0_lz[28672];   /**< block 0 NITRO-ReLU input at each window's argmax cell [64, 448], range [-127, 127] */
             int8_t b0_l_logits[640];   /**< block 0 local logits [64, 10], range [-127, 127] */
         } b0;
         struct {
@@ -98,11 +109,13 @@ typedef struct {
             int32_t b1_l_dx[32768];   /**< block 1 learning input gradient [64, 512], range [-52099530, 52099530] */
             int32_t b1_acc_plane[848];   /**< block 1 accumulators of one output channel, rows of stride 30 [848], range [-429378768, 429378768] */
             int32_t b1_l_row[512];   /**< block 1 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
-            uint16_t b1_lp_arg[32768];   /**< block 1 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 63] */
             int16_t b1_l_delta[640];   /**< block 1 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b1_z[1605632];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) [64, 25088], range [-127, 127] */
+            int8_t b1_z[25088];   /**< block 1 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 25088], range [-127, 127] */
+            int8_t b1_h[25088];   /**< block 1 NITRO-ReLU output of one sample [1, 25088], range [-67, 91] */
             int8_t b1_xpad[14410];   /**< block 1 zero-padded input of one sample [14410], range [-67, 91] */
             int8_t b1_lp[32768];   /**< block 1 learning max pool (8, 8) pad (4, 4) [64, 512], range [-67, 91] */
+            uint8_t b1_lp_arg[32768];   /**< block 1 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 63] */
+            int8_t b1_lz[32768];   /**< block 1 NITRO-ReLU input at each window's argmax cell [64, 512], range [-127, 127] */
             int8_t b1_l_logits[640];   /**< block 1 local logits [64, 10], range [-127, 127] */
         } b1;
         struct {
@@ -110,11 +123,12 @@ typedef struct {
             int32_t b2_l_dx[32768];   /**< block 2 learning input gradient [64, 512], range [-52099530, 52099530] */
             int32_t b2_acc_plane[224];   /**< block 2 accumulators of one output channel, rows of stride 16 [224], range [-858757536, 858757536] */
             int32_t b2_l_row[512];   /**< block 2 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
-            uint16_t b2_lp_arg[32768];   /**< block 2 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 15] */
             int16_t b2_l_delta[640];   /**< block 2 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b2_z[401408];   /**< block 2 NITRO-Scaling output (NITRO-ReLU input) [64, 6272], range [-127, 127] */
+            int8_t b2_z[6272];   /**< block 2 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 6272], range [-127, 127] */
             int8_t b2_xpad[8194];   /**< block 2 zero-padded input of one sample [8194], range [-67, 91] */
             int8_t b2_lp[32768];   /**< block 2 learning max pool (4, 4) pad (2, 2) [64, 512], range [-67, 91] */
+            uint8_t b2_lp_arg[32768];   /**< block 2 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 15] */
+            int8_t b2_lz[32768];   /**< block 2 NITRO-ReLU input at each window's argmax cell [64, 512], range [-127, 127] */
             int8_t b2_l_logits[640];   /**< block 2 local logits [64, 10], range [-127, 127] */
         } b2;
         struct {
@@ -122,11 +136,13 @@ typedef struct {
             int32_t b3_l_dx[32768];   /**< block 3 learning input gradient [64, 512], range [-52099530, 52099530] */
             int32_t b3_acc_plane[224];   /**< block 3 accumulators of one output channel, rows of stride 16 [224], range [-858757536, 858757536] */
             int32_t b3_l_row[512];   /**< block 3 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
-            uint16_t b3_lp_arg[32768];   /**< block 3 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 31] */
             int16_t b3_l_delta[640];   /**< block 3 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b3_z[802816];   /**< block 3 NITRO-Scaling output (NITRO-ReLU input) [64, 12544], range [-127, 127] */
+            int8_t b3_z[12544];   /**< block 3 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 12544], range [-127, 127] */
+            int8_t b3_h[12544];   /**< block 3 NITRO-ReLU output of one sample [1, 12544], range [-67, 91] */
             int8_t b3_xpad[8194];   /**< block 3 zero-padded input of one sample [8194], range [-67, 91] */
             int8_t b3_lp[32768];   /**< block 3 learning max pool (8, 4) pad (4, 2) [64, 512], range [-67, 91] */
+            uint8_t b3_lp_arg[32768];   /**< block 3 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 31] */
+            int8_t b3_lz[32768];   /**< block 3 NITRO-ReLU input at each window's argmax cell [64, 512], range [-127, 127] */
             int8_t b3_l_logits[640];   /**< block 3 local logits [64, 10], range [-127, 127] */
         } b3;
         struct {
@@ -134,11 +150,13 @@ typedef struct {
             int32_t b4_l_dx[32768];   /**< block 4 learning input gradient [64, 512], range [-52099530, 52099530] */
             int32_t b4_acc_plane[64];   /**< block 4 accumulators of one output channel, rows of stride 9 [64], range [-1717515072, 1717515072] */
             int32_t b4_l_row[512];   /**< block 4 learning linear update: one output row of the weight gradient [512], range [-926016, 739648] */
-            uint16_t b4_lp_arg[32768];   /**< block 4 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 7] */
             int16_t b4_l_delta[640];   /**< block 4 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b4_z[200704];   /**< block 4 NITRO-Scaling output (NITRO-ReLU input) [64, 3136], range [-127, 127] */
+            int8_t b4_z[3136];   /**< block 4 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 3136], range [-127, 127] */
+            int8_t b4_h[3136];   /**< block 4 NITRO-ReLU output of one sample [1, 3136], range [-67, 91] */
             int8_t b4_xpad[5187];   /**< block 4 zero-padded input of one sample [5187], range [-67, 91] */
             int8_t b4_lp[32768];   /**< block 4 learning max pool (4, 2) pad (2, 1) [64, 512], range [-67, 91] */
+            uint8_t b4_lp_arg[32768];   /**< block 4 learning max pool: argmax offset a*kw + b in its window [64, 512], range [0, 7] */
+            int8_t b4_lz[32768];   /**< block 4 NITRO-ReLU input at each window's argmax cell [64, 512], range [-127, 127] */
             int8_t b4_l_logits[640];   /**< block 4 local logits [64, 10], range [-127, 127] */
         } b4;
         struct {
@@ -146,11 +164,12 @@ typedef struct {
             int32_t b5_l_dx[24576];   /**< block 5 learning input gradient [64, 384], range [-52099530, 52099530] */
             int32_t b5_acc_plane[16];   /**< block 5 accumulators of one output channel, rows of stride 5 [16], range [-1717515072, 1717515072] */
             int32_t b5_l_row[384];   /**< block 5 learning linear update: one output row of the weight gradient [384], range [-926016, 739648] */
-            uint16_t b5_lp_arg[24576];   /**< block 5 learning max pool: argmax offset a*kw + b in its window [64, 384], range [0, 1] */
             int16_t b5_l_delta[640];   /**< block 5 local loss: loss gradient [64, 10], range [-159, 127] */
-            int8_t b5_z[36864];   /**< block 5 NITRO-Scaling output (NITRO-ReLU input) [64, 576], range [-127, 127] */
+            int8_t b5_z[576];   /**< block 5 NITRO-Scaling output (NITRO-ReLU input) of one sample [1, 576], range [-127, 127] */
             int8_t b5_xpad[1603];   /**< block 5 zero-padded input of one sample [1603], range [-67, 91] */
             int8_t b5_lp[24576];   /**< block 5 learning max pool (2, 1) pad (1, 0) [64, 384], range [-67, 91] */
+            uint8_t b5_lp_arg[24576];   /**< block 5 learning max pool: argmax offset a*kw + b in its window [64, 384], range [0, 1] */
+            int8_t b5_lz[24576];   /**< block 5 NITRO-ReLU input at each window's argmax cell [64, 384], range [-127, 127] */
             int8_t b5_l_logits[640];   /**< block 5 local logits [64, 10], range [-127, 127] */
         } b5;
         struct {
@@ -178,34 +197,8 @@ typedef struct {
             int8_t b0_h[802816];   /**< block 0 NITRO-ReLU output [64, 12544], range [-67, 91] */
         } b0;
         struct {
-            int8_t pool2_y[401408];   /**< layer 2 maxpool 2x2 output [64, 6272], range [-67, 91] */
-        } pool2;
-        struct {
-            int8_t b3_h[802816];   /**< block 3 NITRO-ReLU output [64, 12544], range [-67, 91] */
-        } b3;
-        struct {
-            int8_t b4_h[200704];   /**< block 4 NITRO-ReLU output [64, 3136], range [-67, 91] */
-        } b4;
-        struct {
-            int8_t b5_h[36864];   /**< block 5 NITRO-ReLU output [64, 576], range [-67, 91] */
-        } b5;
-        struct {
-            int8_t pool10_y[4096];   /**< layer 10 maxpool 2x2 output [64, 64], range [-74, 101] */
-        } pool10;
-        struct {
-            int8_t drop12_y[8192];   /**< layer 12 dropout 10% output [64, 128], range [-74, 101] */
-        } drop12;
-    } act0;
-    union {   /* act1: groups with disjoint lifetimes share these 1605632 bytes */
-        struct {
-            int8_t b1_h[1605632];   /**< block 1 NITRO-ReLU output [64, 25088], range [-67, 91] */
-        } b1;
-        struct {
             int8_t b2_h[401408];   /**< block 2 NITRO-ReLU output [64, 6272], range [-67, 91] */
         } b2;
-        struct {
-            int8_t pool5_y[200704];   /**< layer 5 maxpool 2x2 output [64, 3136], range [-67, 91] */
-        } pool5;
         struct {
             int8_t pool7_y[36864];   /**< layer 7 maxpool 2x2 output [64, 576], range [-67, 91] */
         } pool7;
@@ -215,12 +208,30 @@ typedef struct {
         struct {
             int8_t b6_h[8192];   /**< block 6 NITRO-ReLU output [64, 128], range [-67, 91] */
         } b6;
+    } act0;
+    union {   /* act1: groups with disjoint lifetimes share these 401408 bytes */
+        struct {
+            int8_t pool2_y[401408];   /**< layer 2 maxpool 2x2 output [64, 6272], range [-67, 91] */
+        } pool2;
+        struct {
+            int8_t pool5_y[200704];   /**< layer 5 maxpool 2x2 output [64, 3136], range [-67, 91] */
+        } pool5;
+        struct {
+            int8_t b5_h[36864];   /**< block 5 NITRO-ReLU output [64, 576], range [-67, 91] */
+        } b5;
+        struct {
+            int8_t pool10_y[4096];   /**< layer 10 maxpool 2x2 output [64, 64], range [-74, 101] */
+        } pool10;
+        struct {
+            int8_t drop12_y[8192];   /**< layer 12 dropout 10% output [64, 128], range [-74, 101] */
+        } drop12;
     } act1;
     uint32_t steps;   /**< training steps taken since init */
+    uint32_t epoch;   /**< epochs completed: maintained by the caller (init sets 0, train_step never changes it), kept in checkpoints so a resumed run knows where it stands */
 } vgg8b_fmnist_w8_ctx_t;
 
 /**
- * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv and the step counter.
+ * @brief Initialise all parameters (integer Kaiming-uniform), the PRNG, lr_inv, the step counter and epoch (0).
  * @param[out] ctx   Model state, VGG8B_FMNIST_W8_CTX_BYTES bytes, caller-owned.
  * @param[in]  seed  Run seed s; rng_train = PCG32 seed(s, 0). Same seed, same parameters as the NumPy reference.
  * @return VGG8B_FMNIST_W8_OK, or VGG8B_FMNIST_W8_ERR_ARG if ctx is NULL.
@@ -305,6 +316,61 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_import_params(vgg8b_fmnist_w8_ctx_t *ct
  * @return The checksum; 0 if ctx is NULL.
  */
 uint32_t vgg8b_fmnist_w8_params_crc32(const vgg8b_fmnist_w8_ctx_t *ctx);
+
+/**
+ * @brief Write a checkpoint: every parameter and the training state needed to resume, as
+ *        VGG8B_FMNIST_W8_CHECKPOINT_BYTES bytes, little-endian whatever the host's byte order.
+ *
+ * Layout (offsets in bytes; nitrogen's Python `nitrogen.checkpoint` reads and writes the same format):
+ *   - offset 0, 4 bytes, magic: the bytes "NGCK"
+ *   - offset 4, 4 bytes, version: uint32 format version
+ *   - offset 8, 8 bytes, spec_hash: uint64 spec hash, VGG8B_FMNIST_W8_CHECKPOINT_SPEC_HASH
+ *   - offset 16, 8 bytes, length: uint64 total length in bytes, header included
+ *   - offset 24, 4 bytes, crc32: uint32 CRC-32 (zlib) of bytes [0, 24) followed by bytes [28, length)
+ *   - offset 28, 582720 bytes, params: the VGG8B_FMNIST_W8_PARAMS_COUNT parameters as int32, in the order of vgg8b_fmnist_w8_export_params()
+ *   - offset 582748, 8 bytes, rng_state: uint64 PCG32 state of rng_train
+ *   - offset 582756, 8 bytes, rng_inc: uint64 PCG32 increment (odd)
+ *   - offset 582764, 8 bytes, lr_inv: int64 learning-rate inverse, in [1, VGG8B_FMNIST_W8_LR_INV_MAX]
+ *   - offset 582772, 4 bytes, steps: uint32 training steps taken
+ *   - offset 582776, 4 bytes, epoch: uint32 epochs completed (caller-maintained)
+ *
+ * The spec hash is the first 8 bytes, read big-endian, of the SHA-256 of a canonical text (stored like every
+ * field, little-endian) that describes what the parameters mean: semantics, weight storage, input shape, classes, the evaluation forward (sizes,
+ * scaling factors, NITRO-ReLU slopes, pools) and every parameter's name, shape and range. It leaves out
+ * the model name and what only steers training (batch size, lr_inv, amplification, decay, target,
+ * dropout, augmentation, seed, schedules): a checkpoint written at batch 64 loads into a batch-1 build.
+ * `nitrogen.layout.checkpoint_spec_text()` gives the text.
+ * The caller keeps ctx->epoch (epochs completed) up to date; it is saved, never interpreted.
+ * @param[in]  ctx      Model state.
+ * @param[out] buf      At least VGG8B_FMNIST_W8_CHECKPOINT_BYTES bytes; nothing is written on failure.
+ * @param[in]  cap      Size of buf in bytes.
+ * @param[out] written  May be NULL; VGG8B_FMNIST_W8_CHECKPOINT_BYTES on success, 0 on failure.
+ * @return VGG8B_FMNIST_W8_OK; VGG8B_FMNIST_W8_ERR_ARG if ctx or buf is NULL or cap < VGG8B_FMNIST_W8_CHECKPOINT_BYTES.
+ */
+vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_checkpoint_save(const vgg8b_fmnist_w8_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
+
+/**
+ * @brief Restore a checkpoint written by vgg8b_fmnist_w8_checkpoint_save() (or by nitrogen's Python) for this network.
+ *
+ * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.
+ * The checks run in this order, and the first that fails gives the status:
+ *   1. ctx or buf NULL: VGG8B_FMNIST_W8_ERR_ARG;
+ *   2. one of the first min(n, 4) bytes differs from the magic: VGG8B_FMNIST_W8_ERR_MAGIC;
+ *   3. n < 28 (no complete header): VGG8B_FMNIST_W8_ERR_TRUNCATED;
+ *   4. version != VGG8B_FMNIST_W8_CHECKPOINT_VERSION: VGG8B_FMNIST_W8_ERR_VERSION;
+ *   5. spec hash != VGG8B_FMNIST_W8_CHECKPOINT_SPEC_HASH: VGG8B_FMNIST_W8_ERR_SPEC;
+ *   6. length field != VGG8B_FMNIST_W8_CHECKPOINT_BYTES: VGG8B_FMNIST_W8_ERR_LENGTH;
+ *   7. n < VGG8B_FMNIST_W8_CHECKPOINT_BYTES: VGG8B_FMNIST_W8_ERR_TRUNCATED; n > VGG8B_FMNIST_W8_CHECKPOINT_BYTES: VGG8B_FMNIST_W8_ERR_LENGTH;
+ *   8. CRC-32 mismatch: VGG8B_FMNIST_W8_ERR_CRC;
+ *   9. a parameter outside its tensor's range, lr_inv outside [1, VGG8B_FMNIST_W8_LR_INV_MAX] or an even PCG
+ *      increment: VGG8B_FMNIST_W8_ERR_RANGE.
+ * So a flipped bit gives MAGIC, VERSION, SPEC or LENGTH in those header fields and CRC anywhere else,
+ * and every truncation gives TRUNCATED.
+ * @param[in,out] ctx  Model state; on success parameters, PRNG, lr_inv, steps and epoch come from buf.
+ * @param[in]     buf  n bytes.
+ * @return VGG8B_FMNIST_W8_OK or one of the statuses above.
+ */
+vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_checkpoint_load(vgg8b_fmnist_w8_ctx_t *ctx, const uint8_t *buf, size_t n);
 
 /** @brief A short English description of a status code. */
 const char *vgg8b_fmnist_w8_status_str(vgg8b_fmnist_w8_status_t status);

@@ -1,0 +1,187 @@
+"""Example firmware for bare-metal targets, and the tools that build, run and inspect it.
+
+`nitrogen compile SPEC --target cortex-m0plus -o DIR` writes the model files plus a firmware project
+(templates/firmware/) that trains a few steps on samples in flash and prints checksums through
+semihosting. This module decides every number of that project (samples, steps, memory map), checks the
+RAM plan against the target, and drives the GNU Arm toolchain and QEMU for the tests and the CLI.
+
+The expected output is computed by the NumPy reference (`expected_output`), never by the C.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import reference
+from .cost import largest_buffers, ram
+from .emit import emit_firmware
+from .errors import Diagnostic, NitrogenError
+from .layout import Layout, plan
+from .pipeline import Compiled
+from .data import Dataset
+from .spec import Model
+from .targets import FLOAT_SYMBOL_RE, Target
+from .train import prepare
+from .verify import make_batches
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What the example firmware trains on and predicts, as it is stored in flash."""
+
+    seed: int                 # <name>_init() seed
+    train_x: np.ndarray       # (steps, batch, input_len) int8
+    train_labels: np.ndarray  # (steps, batch) uint8
+    eval_x: np.ndarray        # (n_eval, input_len) int8
+    doc: str
+
+
+def default_samples(model: Model, steps: int = 4, seed: int = 0, n_eval: int = 8) -> Samples:
+    """Deterministic pseudo-random int8 batches (the inputs `nitrogen verify` uses, PCG32 stream 7)."""
+    xs, ys = make_batches(model, steps, seed + 1, "random")
+    ex, _ = make_batches(replace(model, train=replace(model.train, batch_size=n_eval)), 1, seed + 2, "random")
+    length = model.input_len
+    return Samples(seed, xs.reshape(steps, model.train.batch_size, length), ys,
+                   ex.reshape(n_eval, length), f"pseudo-random int8 inputs, verification seed {seed}")
+
+
+def dataset_samples(model: Model, dataset: Dataset, steps: int = 4, seed: int = 0, n_eval: int = 8) -> Samples:
+    """Real images, normalised exactly as `nitrogen train` does (training-set statistics, semantics 3):
+    the first steps * batch training images in stored order, and the first n_eval test images."""
+    bs = model.train.batch_size
+    if steps * bs > len(dataset.train_x) or n_eval > len(dataset.test_x):
+        raise NitrogenError([Diagnostic("E411", f"{dataset.name} has {len(dataset.train_x)} training and "
+                                        f"{len(dataset.test_x)} test images; the firmware asks for {steps * bs} "
+                                        f"and {n_eval}", hint="lower --steps or --eval")])
+    _, train_x, test_x = prepare(dataset, model, seed)
+    length = model.input_len
+    return Samples(seed, train_x[:steps * bs].reshape(steps, bs, length),
+                   dataset.train_y[:steps * bs].reshape(steps, bs).astype(np.uint8),
+                   test_x[:n_eval].reshape(n_eval, length),
+                   f"the first {steps * bs} training and {n_eval} test images of {dataset.name}, normalised with "
+                   f"the training-set statistics (semantics 3)")
+
+
+def ram_rows(layout: Layout) -> list[tuple[str, int]]:
+    """The context by category (cost.ram), for FIRMWARE.md; the rows add up to ctx_bytes."""
+    r = ram(layout)
+    rows = [("parameters", r.params), ("tensors handed between layers and saved for the backward pass", r.saved),
+            ("per-block scratch", r.scratch), ("PRNG, learning rate and counters", r.state)]
+    return rows + ([("alignment padding", r.padding)] if r.padding else [])
+
+
+def check_ram_budget(model: Model, layout: Layout, budget: int, what: str) -> None:
+    """E501 when the context does not fit `budget` bytes; the notes name the largest buffers."""
+    if layout.ctx_bytes <= budget:
+        return
+    notes = [f"largest buffer: {b.path} {b.ctype}[{b.count}], {b.bytes} bytes" for b in largest_buffers(layout, 5)]
+    raise NitrogenError([Diagnostic(
+        "E501", f"the model needs {layout.ctx_bytes} bytes of RAM, over the {what} of {budget} bytes "
+        f"by {layout.ctx_bytes - budget}", model.span(""), tuple(notes),
+        hint="reduce train.batch_size or the layer widths; `nitrogen report` shows the whole plan")])
+
+
+def firmware_files(compiled: Compiled, target: Target, samples: Samples) -> dict[str, str]:
+    """The model files plus the example firmware for `target`."""
+    program, model = compiled.program, compiled.model
+    layout = plan(program, compiled.report)
+    check_ram_budget(model, layout, target.ram_budget, f"RAM of {target.name} ({target.ram_bytes} bytes) minus "
+                     f"its {target.stack_bytes}-byte stack reserve")
+    steps, batch = samples.train_labels.shape
+    view = {
+        "target": target, "steps": steps, "batch": batch, "n_eval": len(samples.eval_x), "seed": samples.seed,
+        "train_x": [tuple(int(v) for v in b.reshape(-1)) for b in samples.train_x],
+        "train_labels": [[int(v) for v in b] for b in samples.train_labels],
+        "eval_x": tuple(int(v) for v in samples.eval_x.reshape(-1)), "samples_doc": samples.doc,
+        "ctx_bytes": layout.ctx_bytes, "ram_rows": ram_rows(layout), "float_regex": FLOAT_SYMBOL_RE,
+    }
+    return {**compiled.files, **emit_firmware(program, view)}
+
+
+def expected_output(compiled: Compiled, target: Target, samples: Samples) -> str:
+    """The exact text main.c prints, computed by the NumPy reference from the same samples."""
+    model = compiled.model
+    steps, batch = samples.train_labels.shape
+    ctx_bytes = plan(compiled.program, compiled.report).ctx_bytes
+    lines = [f"nitrogen firmware: {model.name}, {target.name}, {steps} steps of batch {batch}, "
+             f"context {ctx_bytes} bytes"]
+    ref = reference.Model(model, seed=samples.seed)
+    shape = (batch,) + model.input_shape
+    for step in range(steps):
+        stats = ref.train_step(samples.train_x[step].reshape(shape), samples.train_labels[step])
+        lines.append(f"step {step + 1} status 0 loss {stats.loss} correct {stats.correct}")
+    flat = np.concatenate([v.reshape(-1) for v in ref.params.values()]).astype("<i4")
+    lines.append(f"params_crc32 0x{zlib.crc32(flat.tobytes()):08x}")
+    logits = ref.predict(samples.eval_x.reshape((len(samples.eval_x),) + model.input_shape)).astype(np.int8)
+    lines.append(f"logits_crc32 0x{zlib.crc32(logits.tobytes()):08x}")
+    lines.append("predictions" + "".join(f" {int(np.argmax(row))}" for row in logits))
+    lines.append("done")
+    return "\n".join(lines) + "\n"
+
+
+# ---- tools ---------------------------------------------------------------------------------------------
+
+INSTALL = {"arm-none-eabi-gcc": "apt-get install gcc-arm-none-eabi", "arm-none-eabi-nm": "apt-get install "
+           "gcc-arm-none-eabi", "arm-none-eabi-size": "apt-get install gcc-arm-none-eabi",
+           "qemu-system-arm": "apt-get install qemu-system-arm", "make": "apt-get install make"}
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise NitrogenError([Diagnostic("E904", f"'{name}' not found on PATH",
+                                        hint=INSTALL.get(name, f"install {name}"))])
+    return path
+
+
+def build(directory: Path, target: str = "all") -> Path:
+    """`make` in a generated firmware directory; returns the ELF (or the host program for 'host_<name>')."""
+    proc = subprocess.run([tool("make"), "-s", "-C", str(directory), target], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NitrogenError([Diagnostic("E905", f"building the firmware in {directory} failed:\n"
+                                        f"{(proc.stdout + proc.stderr).strip()}")])
+    elves = sorted(directory.glob("*.elf"))
+    if target == "all":
+        if not elves:
+            raise NitrogenError([Diagnostic("E905", f"make produced no ELF in {directory}")])
+        return elves[0]
+    return directory / target
+
+
+def run_qemu(elf: Path, target: Target, timeout: float = 300.0) -> tuple[int, str]:
+    """Run a firmware image under qemu-system-arm with semihosting on stdout; (exit status, stdout)."""
+    command = [tool("qemu-system-arm"), "-M", target.qemu_machine, "-display", "none", "-monitor", "none",
+               "-serial", "none", "-chardev", "stdio,id=sh0",
+               "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(elf)]
+    try:
+        proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise NitrogenError([Diagnostic("E906", f"{elf.name} did not finish within {timeout:.0f} s under QEMU "
+                                        f"({target.qemu_machine})")]) from None
+    return proc.returncode, proc.stdout
+
+
+def float_symbols(binary: Path) -> list[str]:
+    """Soft-float and libm symbols that an ELF or object file defines or references (empty: none)."""
+    proc = subprocess.run([tool("arm-none-eabi-nm"), str(binary)], capture_output=True, text=True, check=True)
+    pattern = re.compile(FLOAT_SYMBOL_RE)
+    names = {line.split()[-1] for line in proc.stdout.splitlines() if line.strip()}
+    return sorted(name for name in names if pattern.search(name))
+
+
+def section_sizes(binary: Path) -> dict[str, int]:
+    """text, data and bss bytes as arm-none-eabi-size (Berkeley format) prints them."""
+    proc = subprocess.run([tool("arm-none-eabi-size"), str(binary)], capture_output=True, text=True, check=True)
+    fields = proc.stdout.splitlines()[1].split()
+    return {"text": int(fields[0]), "data": int(fields[1]), "bss": int(fields[2])}
+
+
+__all__ = ["Samples", "default_samples", "dataset_samples", "firmware_files", "expected_output", "check_ram_budget",
+           "ram_rows", "build", "run_qemu", "float_symbols", "section_sizes", "tool"]
