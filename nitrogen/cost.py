@@ -462,6 +462,18 @@ def _pct(ours: float, fp: float) -> float:
 # Reports (plain JSON-able dicts) and their text rendering
 # --------------------------------------------------------------------------------------------
 
+def constant_tables(program: Program) -> list[tuple[str, int]]:
+    """The read-only tables the generated C defines (flash on a microcontroller): one NITRO-ReLU table of
+    255 int8 per slope, the CRC-32 nibble table, the checkpoint magic, the valid-tap rows of each dense conv
+    weight gradient. Code, the status strings and any switch tables the compiler builds come on top
+    (`arm-none-eabi-size` gives those), and so do the 8 bytes per channel of `<name>_normalize()` in a model
+    compiled with data-set statistics (`nitrogen train`)."""
+    slopes = sorted({op.int_attr("slope_inv") for op in program.train if op.kind is OpKind.NITRO_RELU})
+    taps = [(f"{op.outs[0]} tap rows", 2 * 2 * op.int_attr("kernel"))  # row_lo, row_hi: uint16[kernel] each
+            for op in program.train if op.kind is OpKind.CONV_GRAD_SGD]
+    return [(f"ng_relu_s{s}", 255) for s in slopes] + [("CRC-32 nibble table", 64), ("ng_ck_magic", 4)] + taps
+
+
 def plan_report(model: Model, *, fp_optimizer: str = "sgd", top: int = 8) -> dict[str, Any]:
     """The real plan of `model`: RAM, op counts, energy and memory next to FP32 (JSON keys: README)."""
     program, bounds = analyse(model)
@@ -479,6 +491,8 @@ def plan_report(model: Model, *, fp_optimizer: str = "sgd", top: int = 8) -> dic
                 "padding": r.padding, "total": r.total,
                 "slots": [{"name": s.name, "bytes": s.bytes, "groups": [g.name for g in s.groups]}
                           for s in layout.slots]},
+        "flash_tables": {"bytes": sum(n for _, n in constant_tables(program)),
+                         "tables": [{"name": t, "bytes": n} for t, n in constant_tables(program)]},
         "largest_buffers": [{"category": b.category, "path": b.path, "ctype": b.ctype, "count": b.count,
                              "bytes": b.bytes} for b in largest_buffers(layout, top)],
         "ops": {"by_kind": [{"phase": p, "kind": k} | row for (p, k), row in rows.items()],
@@ -530,7 +544,10 @@ def render_plan(d: dict[str, Any]) -> str:
                        ("PRNG, learning rate, step counter", "state"), ("alignment padding", "padding"),
                        ("total", "total")):
         out.append(f"  {label:<50} {_n(r[key]):>14}  {100 * r[key] / r['total']:5.1f} %")
-    out += ["", "Largest buffers"]
+    flash = d["flash_tables"]
+    out += ["", f"Flash: constant tables {_n(flash['bytes'])} bytes (" +
+            ", ".join(f"{t['name']} {t['bytes']}" for t in flash["tables"]) + "), plus code and strings",
+            "", "Largest buffers"]
     for b in d["largest_buffers"]:
         out.append(f"  {b['path']:<40} {b['ctype'] + '[' + str(b['count']) + ']':<22} {_n(b['bytes']):>14}")
     ops = d["ops"]

@@ -143,7 +143,8 @@ def test_model_object_is_freestanding(tmp_path: Path) -> None:
 
 def test_context_bytes_equal_bss_of_the_model(tmp_path: Path) -> None:
     """The memory plan is exact: `nitrogen report` gives the RAM that arm-none-eabi-size shows for a
-    translation unit holding one context (.bss + .data), and the model itself adds no RAM."""
+    translation unit holding one context (.bss + .data), the model itself adds no RAM, and the constant
+    tables it reports are the model object's read-only data objects."""
     for spec, target in (("tiny_mlp", CORTEX_M0PLUS), ("tiny_cnn", CORTEX_M4), ("mlp1_mnist", CORTEX_M4)):
         compiled = compile_model(nitrogen.load_spec(SPECS / f"{spec}.yaml"))
         for name, text in compiled.files.items():
@@ -160,6 +161,12 @@ def test_context_bytes_equal_bss_of_the_model(tmp_path: Path) -> None:
         model = firmware.section_sizes(tmp_path / "model.o")
         assert ctx["bss"] + ctx["data"] == planned
         assert model["bss"] + model["data"] == 0
+        # The constant tables the report lists are the model's named read-only objects (nm -S, type r).
+        listing = subprocess.run([firmware.tool("arm-none-eabi-nm"), "-S", str(tmp_path / "model.o")],
+                                 capture_output=True, text=True, check=True).stdout.split("\n")
+        named = [line.split() for line in listing if len(line.split()) == 4 and line.split()[2] in "rR"]
+        tables = sum(int(size, 16) for _, size, _, name in named if not name.startswith("CSWTCH"))
+        assert tables == reported["flash_tables"]["bytes"]
 
 
 def test_target_ram_is_checked(tmp_path: Path) -> None:
