@@ -36,13 +36,22 @@ def read_spec_text(path: str | Path) -> str:
         raise NitrogenError([Diagnostic("E001", f"no such spec file '{path}'")]) from None
     except OSError as exc:
         raise NitrogenError([Diagnostic("E001", f"cannot read '{path}': {exc.strerror}")]) from None
+    for bom, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                          (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if data.startswith(bom):
+            raise NitrogenError([Diagnostic("E106", f"the spec is {encoding} (it starts with a {encoding} byte-order "
+                                            "mark), not UTF-8", Span(str(path), 1, 1),
+                                            hint="save the spec as UTF-8")])
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a leading UTF-8 byte-order mark (Windows editors) is dropped
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise NitrogenError([Diagnostic("E106", f"byte 0x{data[exc.start]:02x} is not valid UTF-8",
-                                        Span(str(path), line, col), hint="save the spec as UTF-8")]) from None
+        byte = data[exc.start]
+        hint = f"save the spec as UTF-8 (in Latin-1, the encoding it is probably in, 0x{byte:02x} is " \
+               f"'{bytes([byte]).decode('latin-1')}')" if byte >= 0xa0 else "save the spec as UTF-8"
+        raise NitrogenError([Diagnostic("E106", f"byte 0x{byte:02x} is not valid UTF-8",
+                                        Span(str(path), line, col), hint=hint)]) from None
 
 
 def load_spec(path: str | Path) -> Model:

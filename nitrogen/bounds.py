@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import DiagnosticSink, InternalError
+from .errors import DiagnosticSink, InternalError, Span
 from .ir import I32, I64, SIGNED_TYPES, IntType, Op, OpKind, Program, Role, Store, Tensor
 
 Interval = tuple[int, int]
@@ -95,6 +95,7 @@ class _Analysis:
         self.chunks: dict[str, int] = {}
         self.unused: set[str] = set()
         self.sink = DiagnosticSink()
+        self.overflows: set[tuple[Span | None, int, int]] = set()  # one E301 per problem, not per copy of it
         self.wmax = (1 << (program.weight_bits - 1)) - 1
         self.lr_inv_max = program.constant("LR_INV_MAX")
 
@@ -131,6 +132,9 @@ class _Analysis:
 
     def _overflow(self, t: Tensor, lo: int, hi: int, op: Op | None) -> None:
         span = (op.span if op else None) or t.span
+        if (span, lo, hi) in self.overflows:  # e.g. the gradient row buffer, which holds the gradient's interval
+            return
+        self.overflows.add((span, lo, hi))
         self.sink.error(
             "E301", f"{t.doc or t.name} needs {bits_needed(lo, hi)} bits; no C integer type holds it", span,
             notes=(f"worst case of '{t.name}' is [{lo}, {hi}], computed from the declared widths and shapes",),

@@ -6,10 +6,8 @@ Exit codes: 0 ok, 1 diagnostics (printed to stderr), 2 usage, 3 verify mismatch,
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
-import tempfile
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +26,7 @@ def _print_diagnostics(diags: Sequence[Diagnostic]) -> None:
     for d in diags:
         if d.span and d.span.file not in cache:
             try:
-                cache[d.span.file] = Path(d.span.file).read_text(encoding="utf-8", errors="replace").splitlines()
+                cache[d.span.file] = Path(d.span.file).read_text(encoding="utf-8-sig", errors="replace").splitlines()
             except OSError:
                 cache[d.span.file] = []
         print(d.render(cache), file=sys.stderr)
@@ -83,17 +81,10 @@ def print_layer_constants(program: Program) -> None:
 
 
 def _write_atomically(files: dict[str, str], out_dir: Path) -> None:
-    """Write all files or none: stage in a temporary directory next to out_dir, then rename."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        for name, text in files.items():
-            (stage / name).write_text(text, encoding="utf-8")
-        out_dir.mkdir(exist_ok=True)
-        for name in files:
-            os.replace(stage / name, out_dir / name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    """Write all files or none (nitrogen.outdir): on any error out_dir is left exactly as it was."""
+    from .outdir import write_files
+
+    write_files(files, out_dir)
 
 
 def _check_budget(args: argparse.Namespace, model: Model, program: Program, report: object) -> None:

@@ -189,6 +189,9 @@ class _Views:
         return self.base(op) | self._taps(op) | {"mac": mac.name,
             "stride": padded, "wide": self.p.tensor(plane).size, "xpad": self.ref(xpad), "xp_t": self.ctype(xpad),
             "xpad_len": self.p.tensor(xpad).size,
+            # x_pad's type holds x's proven interval, which can be narrower than x's own type (reference-mode
+            # dropout stores int8 values as int16): the narrowing cast keeps every value and quiets -Wconversion.
+            "xp_cast": f"({self.ctype(xpad)})" if self.r[xpad].ctype.bits < self.r[x].ctype.bits else "",
             "x": self.ref(x), "x_t": self.ctype(x), "w": self.ref(w), "w_t": self.ctype(w),
             "z": self.ref(op.outs[0]), "plane": self.ref(plane), "plane_t": self.ctype(plane), "part": self.ref(part),
             "chunk": self.r.chunk(acc), "prod_t": self.r.product_type(acc).ctype, "acc_t": self.ctype(acc),

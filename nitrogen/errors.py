@@ -25,6 +25,9 @@ class Span:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+_WIDTH = 100  # longest source excerpt shown under a diagnostic
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     code: str  # E1xx syntax, E2xx spec semantics, E3xx bounds, E9xx environment
@@ -40,10 +43,17 @@ class Diagnostic:
         out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
         lines = (source_lines or {}).get(self.span.file) if self.span else None
         if self.span and lines and 1 <= self.span.line <= len(lines):
-            text = lines[self.span.line - 1].rstrip("\n")
+            # Control characters (a NUL of a UTF-16 file, an escape sequence) must not reach the terminal.
+            text = "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in lines[self.span.line - 1])
+            col = self.span.col
+            if len(text) > _WIDTH:  # a 5000-digit literal: show the part around the caret
+                start = max(0, min(col - 1 - _WIDTH // 2, len(text) - _WIDTH))
+                text = ("..." if start else "") + text[start:start + _WIDTH] + \
+                    ("..." if start + _WIDTH < len(text) else "")
+                col = col - start + (3 if start else 0)
             gutter = f"{self.span.line:>5} | "
             out.append(gutter + text)
-            out.append(" " * (len(gutter) - 2) + "| " + " " * (self.span.col - 1) + "^")
+            out.append(" " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^")
         out.extend(f"  note: {n}" for n in self.notes)
         if self.hint:
             out.append(f"  hint: {self.hint}")
@@ -62,11 +72,17 @@ class InternalError(Exception):
     """A nitrogen bug, never the user's fault."""
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice `word` was probably meant to be, or None."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """'expected one of: a, b (did you mean 'b'?)' for enum-like mistakes."""
     options = sorted(choices)
-    close = difflib.get_close_matches(word, options, n=1)
-    tail = f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest(word, options)
+    tail = f" (did you mean '{close}'?)" if close else ""
     return f"expected one of: {', '.join(options)}{tail}"
 
 

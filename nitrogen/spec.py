@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, fields, is_dataclass, replace
 from enum import StrEnum
 from typing import Any, Callable, Union
 
-from .errors import Diagnostic, DiagnosticSink, Span, did_you_mean
+from .errors import Diagnostic, DiagnosticSink, Span, closest, did_you_mean
 from .tree import TMap, TNode, TScalar, TSeq
 
 
@@ -30,6 +32,11 @@ RELU_TABLE: dict[int, tuple[int, int]] = {
 }
 MAX_DIM = 1 << 20  # largest single dimension accepted (sizes above this are surely a typo)
 MAX_FAN_IN = (1 << 23) - 1  # the scaling factor 256 * fan_in must fit in int32
+# Size limit (E219): the generated C counts and offsets tensor elements in uint32_t, and no 32-bit target can
+# hold an object over PTRDIFF_MAX, so no tensor may have more elements, and no context more bytes, than this.
+# The tensor check runs here, from the shapes, before anything is lowered or allocated; the exact context
+# size is checked by pipeline.analyse() once the memory plan exists.
+MAX_SIZE = (1 << 31) - 1
 C_KEYWORDS = frozenset("""
 auto break case char const continue default do double else enum extern float for goto if inline
 int long register restrict return short signed sizeof static struct switch typedef union unsigned
@@ -99,6 +106,12 @@ BLOCK_KINDS: tuple[str, ...] = ("linear", "conv")
 PRIMARY_KEY: dict[str, str] = {"linear": "out_features", "conv": "out_channels", "maxpool": "kernel",
                                "avgpool": "kernel", "dropout": "rate_pct"}
 LEARNING_POOLS: tuple[str, ...] = ("max", "avg")
+# The keys each layer kind takes (the builders below read them from here).
+LAYER_KEYS: dict[str, tuple[str, ...]] = {
+    "linear": ("kind", "out_features", "slope_inv"),
+    "conv": ("kind", "out_channels", "kernel", "padding", "slope_inv", "decoder_dim", "learning_pool"),
+    "maxpool": ("kind", "kernel"), "avgpool": ("kind", "kernel"), "dropout": ("kind", "rate_pct"),
+}
 DECODER_DIM = 4096  # semantics 5.6: the paper's decoder dimension (an ablation over 512-8192 favoured it)
 
 
@@ -262,6 +275,7 @@ class _Builder:
         self.source = source
         self.sink = sink
         self.spans: dict[str, Span] = {}
+        self.misspelt: set[str] = set()  # required keys an E201 already suggested: no E204 for them as well
         self.decoder_dim = DECODER_DIM
         self.learning_pool = "max"
 
@@ -269,16 +283,26 @@ class _Builder:
     def mapping(self, node: TNode, path: str, allowed: dict[str, str]) -> dict[str, TNode]:
         """Check that `node` is a mapping with known keys; return key -> value node."""
         if not isinstance(node, TMap):
-            self.sink.error("E202", f"'{path or 'spec'}' must be a mapping of keys to values", node.span,
+            self.sink.error("E202", f"'{path}' must be a mapping of keys to values, got {_describe(node)}", node.span,
                             hint=f"valid keys: {', '.join(allowed)}")
             return {}
         out: dict[str, TNode] = {}
+        written = {key.name for key, _ in node.items}
         for key, value in node.items:
             full = f"{path}.{key.name}" if path else key.name
             if key.name not in allowed:
-                self.sink.error("E201", f"unknown key '{full}'", key.span, hint=did_you_mean(key.name, allowed))
+                owners = [kind for kind, keys in LAYER_KEYS.items() if key.name in keys] \
+                    if path.startswith("layers[") else []
+                self.sink.error("E201", f"unknown key '{full}'", key.span, hint=did_you_mean(key.name, allowed) + (
+                    f"; '{key.name}' is a key of {', '.join(owners)} layers" if owners else ""))
+                meant = closest(key.name, allowed)
+                if meant is not None and meant not in written:
+                    self.misspelt.add(f"{path}.{meant}" if path else meant)
             elif key.name in out:
-                self.sink.error("E203", f"duplicate key '{full}'", key.span, hint="each key may appear once")
+                first = self.spans[full]
+                self.sink.error("E203", f"duplicate key '{full}'", key.span,
+                                notes=(f"'{full}' is first written at {first.line}:{first.col}",),
+                                hint="each key may appear once")
             else:
                 out[key.name] = value
                 self.spans[full] = key.span
@@ -288,18 +312,27 @@ class _Builder:
                 span: Span, why: str = "") -> int:
         if node is None:
             if default is None:
-                self.sink.error("E204", f"missing required key '{path}'", span)
+                self.missing(path, span, f"add '{path.rpartition('.')[2]}', an integer in [{lo}, {hi}]")
                 return lo
             return default
         if not isinstance(node, TScalar) or isinstance(node.value, bool) or not isinstance(node.value, int):
-            got = _describe(node)
-            self.sink.error("E205", f"'{path}' must be an integer, got {got}", node.span)
+            text = node.value if isinstance(node, TScalar) else None
+            digits = _digits(text)
+            self.sink.error("E205", f"'{path}' must be an integer, got {_describe(node)}", node.span,
+                            hint=f"'{text}' is read as text, not a number; write {digits}" if digits else None)
             return default if default is not None else lo
         if not lo <= node.value <= hi:
+            if node.value > hi == MAX_DIM:
+                why = f"nitrogen's size limit: one dimension is at most 2^20 = {MAX_DIM}"
             self.sink.error("E206", f"'{path}' is {node.value}, outside [{lo}, {hi}]", node.span,
                             hint=why or None)
             return default if default is not None else lo
         return node.value
+
+    def missing(self, path: str, span: Span, hint: str | None = None) -> None:
+        """E204, unless an unknown key that is probably this one misspelt was reported already."""
+        if path not in self.misspelt:
+            self.sink.error("E204", f"missing required key '{path}'", span, hint=hint)
 
     def boolean(self, node: TNode | None, path: str, default: bool) -> bool:
         if node is None:
@@ -313,7 +346,7 @@ class _Builder:
                span: Span) -> str:
         if node is None:
             if default is None:
-                self.sink.error("E204", f"missing required key '{path}'", span)
+                self.missing(path, span, f"expected one of: {', '.join(options)}")
                 return options[0]
             return default
         if not isinstance(node, TScalar) or not isinstance(node.value, str):
@@ -321,7 +354,7 @@ class _Builder:
                             node.span)
             return default or options[0]
         if node.value not in options:
-            self.sink.error("E207", f"'{path}' is '{node.value}'", node.span, hint=did_you_mean(node.value, options))
+            self.sink.error("E207", f"unknown {path} '{node.value}'", node.span, hint=did_you_mean(node.value, options))
             return default or options[0]
         return node.value
 
@@ -329,6 +362,12 @@ class _Builder:
     def model(self, root: TNode) -> Model:
         keys = {"name": "", "input": "", "num_classes": "", "target_value": "", "semantics": "",
                 "weight_bits": "", "decoder_dim": "", "learning_pool": "", "layers": "", "train": "", "init": ""}
+        if not isinstance(root, TMap):  # without top-level keys every other check would only repeat this one
+            looks_dsl = isinstance(root, TScalar) and str(root.value).startswith("model ")
+            self.sink.error("E202", f"the spec must be a mapping of keys to values, got {_describe(root)}", root.span,
+                            hint="this looks like the DSL, whose files end in .ng" if looks_dsl else
+                            f"valid keys: {', '.join(keys)}")
+            self.sink.raise_if_any()
         top = self.mapping(root, "", keys)
         here = root.span
         self.spans[""] = here
@@ -353,18 +392,24 @@ class _Builder:
 
     def name(self, node: TNode | None, span: Span) -> str:
         if node is None:
-            self.sink.error("E204", "missing required key 'name'", span, hint="the name prefixes every C symbol")
+            self.missing("name", span, "add 'name', a lower-case C identifier: it prefixes every C symbol")
             return "model"
         if not isinstance(node, TScalar) or not isinstance(node.value, str):
             self.sink.error("E205", f"'name' must be a string, got {_describe(node)}", node.span)
             return "model"
         value = node.value
         if not (value.isascii() and value.isidentifier()) or value.startswith("_"):
-            self.sink.error("E208", f"name '{value}' is not a valid C identifier", node.span,
-                            hint="use letters, digits and '_', starting with a letter")
-        elif value in C_KEYWORDS or value.lower() in ("ng",):
-            self.sink.error("E208", f"name '{value}' is reserved in C or by nitrogen", node.span,
-                            hint=f"try '{value}_net'")
+            ascii_form = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()  # 'é' -> 'e'
+            fixed = re.sub(r"[^a-z0-9_]", "_", ascii_form.lower()).strip("_")
+            fixed = f"net_{fixed}" if fixed[:1].isdigit() else fixed
+            self.sink.error("E208", f"name '{value}' is not a valid C identifier: {_identifier_problem(value)}",
+                            node.span, hint="use letters, digits and '_', starting with a letter" + (
+                                f": try '{fixed}'" if fixed and fixed not in C_KEYWORDS else ""))
+        elif value in C_KEYWORDS:
+            self.sink.error("E208", f"name '{value}' is a C keyword", node.span, hint=f"try '{value}_net'")
+        elif value.lower() == "ng":
+            self.sink.error("E208", f"name '{value}' is reserved by nitrogen", node.span,
+                            hint="the generated code's own symbols start with ng_; choose another name, e.g. 'net'")
         elif value != value.lower():
             self.sink.error("E208", f"name '{value}' must be lower case", node.span,
                             hint=f"try '{value.lower()}' (macros use the upper-case form)")
@@ -372,10 +417,11 @@ class _Builder:
 
     def input_shape(self, node: TNode | None, span: Span) -> tuple[int, int, int]:
         if node is None:
-            self.sink.error("E204", "missing required key 'input'", span, hint="input: [channels, height, width]")
+            self.missing("input", span, "add 'input', the input shape [channels, height, width]")
             return (1, 1, 1)
         if not isinstance(node, TSeq) or len(node.items) != 3:
-            self.sink.error("E205", f"'input' must be [channels, height, width], got {_describe(node)}", node.span)
+            self.sink.error("E205", f"'input' must be [channels, height, width], got {_describe(node)}", node.span,
+                            hint="a 28x28 grey image is [1, 28, 28]; an MLP input is flattened by the first block")
             return (1, 1, 1)
         c, h, w = (self.integer(item, f"input[{i}]", None, 1, MAX_DIM, node.span) for i, item in
                    enumerate(node.items))
@@ -385,7 +431,8 @@ class _Builder:
         if node is None:
             return ()
         if not isinstance(node, TSeq):
-            self.sink.error("E205", f"'layers' must be a list, got {_describe(node)}", node.span)
+            self.sink.error("E205", f"'layers' must be a list, got {_describe(node)}", node.span,
+                            hint="each layer is one list item, as in '- {kind: linear, out_features: 100}'")
             return ()
         return tuple(layer for i, item in enumerate(node.items) if (layer := self.layer(item, i)) is not None)
 
@@ -393,8 +440,8 @@ class _Builder:
         path = f"layers[{index}]"
         self.spans[path] = node.span
         if not isinstance(node, TMap):
-            self.sink.error("E202", f"'{path}' must be a mapping such as {{kind: linear, out_features: 100}}",
-                            node.span)
+            self.sink.error("E202", f"'{path}' must be a mapping, got {_describe(node)}", node.span,
+                            hint="a layer is a mapping such as {kind: linear, out_features: 100}")
             return None
         kind_node = dict((k.name, v) for k, v in node.items).get("kind")
         if kind_node is None:
@@ -411,21 +458,23 @@ class _Builder:
         return LAYER_BUILDERS[kind](self, node, path)
 
     def linear(self, node: TMap, path: str) -> LinearBlock:
-        args = self.mapping(node, path, {"kind": "", "out_features": "", "slope_inv": ""})
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["linear"], ""))
         out = self.integer(args.get("out_features"), f"{path}.out_features", None, 1, MAX_DIM, node.span)
         return LinearBlock(out, self.slope(args, path, node.span), node.span)
 
     def slope(self, args: dict[str, TNode], path: str, span: Span) -> int:
         slope = self.integer(args.get("slope_inv"), f"{path}.slope_inv", 4, 1, 1 << 30, span)
         if slope not in RELU_TABLE and "slope_inv" in args:
-            self.sink.error("E207", f"'{path}.slope_inv' is {slope}", args["slope_inv"].span,
-                            hint=f"NITRO-ReLU supports slope_inv in {', '.join(map(str, RELU_TABLE))}")
+            gap = min(abs(s - slope) for s in RELU_TABLE)
+            nearest = " or ".join(str(s) for s in RELU_TABLE if abs(s - slope) == gap)
+            self.sink.error("E207", f"unsupported {path}.slope_inv {slope}", args["slope_inv"].span,
+                            hint=f"NITRO-ReLU supports slope_inv in {', '.join(map(str, RELU_TABLE))} "
+                                 f"(the nearest: {nearest})")
             return 4
         return slope
 
     def conv(self, node: TMap, path: str) -> ConvBlock:
-        args = self.mapping(node, path, {"kind": "", "out_channels": "", "kernel": "", "padding": "",
-                                         "slope_inv": "", "decoder_dim": "", "learning_pool": ""})
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["conv"], ""))
         out = self.integer(args.get("out_channels"), f"{path}.out_channels", None, 1, MAX_DIM, node.span)
         kernel = self.integer(args.get("kernel"), f"{path}.kernel", 3, 1, 255, node.span,
                               "square kernels of 1 to 255 cells per side")
@@ -439,15 +488,15 @@ class _Builder:
         return ConvBlock(out, kernel, padding, self.slope(args, path, node.span), decoder, pool, node.span)
 
     def maxpool(self, node: TMap, path: str) -> MaxPool:
-        args = self.mapping(node, path, {"kind": "", "kernel": ""})
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["maxpool"], ""))
         return MaxPool(self.integer(args.get("kernel"), f"{path}.kernel", 2, 1, 255, node.span), node.span)
 
     def avgpool(self, node: TMap, path: str) -> AvgPool:
-        args = self.mapping(node, path, {"kind": "", "kernel": ""})
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["avgpool"], ""))
         return AvgPool(self.integer(args.get("kernel"), f"{path}.kernel", 2, 1, 255, node.span), node.span)
 
     def dropout(self, node: TMap, path: str) -> Dropout:
-        args = self.mapping(node, path, {"kind": "", "rate_pct": ""})
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["dropout"], ""))
         return Dropout(self.integer(args.get("rate_pct"), f"{path}.rate_pct", None, 1, 99, node.span,
                                     "the dropout rate is a whole percentage"), node.span)
 
@@ -511,16 +560,39 @@ LAYER_BUILDERS: dict[str, Callable[[_Builder, TMap, str], Layer]] = {
 }
 
 
+def _identifier_problem(name: str) -> str:
+    """Why `name` is not a C identifier nitrogen accepts (the first reason)."""
+    if not name:
+        return "it is empty"
+    if name[0].isdigit():
+        return "it starts with a digit"
+    if name[0] == "_":
+        return "it starts with '_' (such names are reserved for the C implementation)"
+    bad = next(c for c in name if not (c.isascii() and (c.isalnum() or c == "_")))
+    return f"'{bad}' is not {'an ASCII ' if not bad.isascii() else 'a '}letter, digit or '_'"
+
+
+def _digits(value: object) -> str | None:
+    """The integer a text value was meant to be: '1e9' (YAML 1.1 and the DSL read exponent notation as
+    text) -> '1000000000', a quoted '3' -> '3'; else None."""
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,20}", value):
+        return f"{value} without quotes"
+    m = re.fullmatch(r"([0-9]+)[eE]\+?([0-9]{1,2})", value) if isinstance(value, str) else None
+    return m.group(1) + "0" * int(m.group(2)) if m else None
+
+
 def _describe(node: TNode) -> str:
     if isinstance(node, TMap):
         return "a mapping"
     if isinstance(node, TSeq):
-        return "a list"
+        return f"a list of {len(node.items)} value{'s' if len(node.items) != 1 else ''}"
     if node.value is None:
         return "nothing"
     if isinstance(node.value, bool):
         return f"'{str(node.value).lower()}'"
-    return f"'{node.value}'" if isinstance(node.value, str) else str(node.value)
+    if isinstance(node.value, str):
+        return f"'{node.value}'" if len(node.value) <= 40 else f"'{node.value[:37]}...'"
+    return str(node.value)
 
 
 Shape = tuple[int, int, int]  # (C, H, W); a linear block's output is (n, 1, 1)
@@ -593,13 +665,40 @@ def _check_model(model: Model, sink: DiagnosticSink) -> None:
                    model.span("input"), hint="NITRO-Scaling needs 256 x fan_in to fit in 32 bits")
     fan_hint = "NITRO-Scaling needs 256 x fan_in to fit in 32 bits"
     ref = model.semantics is Semantics.REFERENCE
-    for st in stages(model, sink):
+    bs = model.train.batch_size
+
+    def size(what: str, dims: tuple[int, ...], span: Span, fix: str) -> bool:
+        """E219 when a tensor has more than MAX_SIZE elements; True if it does."""
+        count = _prod(dims)
+        if count > MAX_SIZE:
+            sink.error("E219", f"{what} would have {' x '.join(map(str, dims))} = {count} elements, more than "
+                       "2^31 - 1", span, hint=f"a tensor of the generated C holds at most 2^31 - 1 elements "
+                       f"(nitrogen's size limit); {fix}")
+        return count > MAX_SIZE
+
+    # One diagnostic per problem: a batch tensor is reported where it first crosses the limit, not again at
+    # every layer after it, and a weight matrix whose fan-in is already over MAX_FAN_IN only gets E212.
+    over = size("the input batch", (bs, c, h, w), model.span("input"), "use a smaller input or train.batch_size")
+    walk = stages(model, sink)
+    for st in walk:
         layer = st.layer
         cin, hin, win = st.in_shape
+        if isinstance(layer, LinearBlock) and cin * hin * win <= MAX_FAN_IN:
+            size(f"the weights of layer {st.index}", (layer.out_features, cin * hin * win), layer.span,
+                 "use fewer units, or pool before this layer")
+        elif isinstance(layer, ConvBlock) and cin * layer.kernel ** 2 <= MAX_FAN_IN:
+            size(f"the weights of conv layer {st.index}", (layer.out_channels, cin, layer.kernel, layer.kernel),
+                 layer.span, "use fewer channels")
+        dims = st.out_shape[:1] if st.out_shape[1:] == (1, 1) else st.out_shape
+        if not over:
+            over = size(f"the output of layer {st.index} over the batch", (bs, *dims), layer.span,
+                        "use fewer units or channels, or a smaller train.batch_size")
+        elif _prod(st.out_shape) < _prod(st.in_shape):
+            over = bs * _prod(st.out_shape) > MAX_SIZE
         if isinstance(layer, LinearBlock) and layer.out_features > MAX_FAN_IN:
             sink.error("E212", f"layer {st.index} has {layer.out_features} outputs, more than {MAX_FAN_IN}",
                        layer.span, hint=fan_hint)
-        if isinstance(layer, LinearBlock) and cin * hin * win > MAX_FAN_IN:
+        if isinstance(layer, LinearBlock) and MAX_FAN_IN < cin * hin * win != model.input_len:  # else: E212 above
             sink.error("E212", f"layer {st.index} has a fan-in of {cin * hin * win}, more than {MAX_FAN_IN}",
                        layer.span, hint=fan_hint)
         if isinstance(layer, ConvBlock):
@@ -624,16 +723,29 @@ def _check_model(model: Model, sink: DiagnosticSink) -> None:
         if isinstance(layer, Dropout) and ref and layer.rate_pct % 5:
             sink.error("E217", f"dropout rate {layer.rate_pct}% is not a multiple of 5", layer.span,
                        hint="reference semantics accept 5, 10, ..., 95 (semantics 4.8); nitrogen accepts 1-99")
+    fan_out = _prod(walk[-1].out_shape) if walk else model.input_len
+    if walk and fan_out > MAX_FAN_IN:
+        sink.error("E212", f"the output layer has a fan-in of {fan_out} (the output of layer {walk[-1].index}, "
+                   f"{'x'.join(map(str, walk[-1].out_shape))}), more than {MAX_FAN_IN}", walk[-1].layer.span,
+                   hint=f"{fan_hint}; end the network with a pool or a linear block")
     if ref and model.train.conv_amp_adjust:
         sink.error("E217", "conv_amp_adjust is a nitrogen-semantics option", model.span("train.conv_amp_adjust"),
                    hint="the published implementation never applies the adjusted factor (semantics 5.2)")
     if not model.blocks:
         sink.error("E213", "the network has no local-loss block", model.span("layers"),
-                   hint="add at least one block, e.g. layers: [{kind: linear, out_features: 100}]")
+                   hint="add a linear or conv block: the blocks are what trains (pools and dropout only "
+                        "reshape)")
     pad = model.train.augment.crop_pad
     if pad > min(h, w):
         sink.error("E210", f"crop padding {pad} is larger than the {h}x{w} input",
                    model.span("train.augment.crop_pad"), hint="crop_pad must be at most min(height, width)")
+
+
+def _prod(dims: tuple[int, ...]) -> int:
+    out = 1
+    for d in dims:
+        out *= d
+    return out
 
 
 def lint(model: Model) -> tuple[Diagnostic, ...]:
@@ -672,7 +784,14 @@ def build_model(root: TNode, source: str) -> Model:
     """Tree -> Model, or NitrogenError listing every problem found."""
     sink = DiagnosticSink()
     model = _Builder(source, sink).model(root)
-    sink.raise_if_any()
+    _in_source_order(sink).raise_if_any()
     _check_model(model, sink)
-    sink.raise_if_any()
+    _in_source_order(sink).raise_if_any()
     return model
+
+
+def _in_source_order(sink: DiagnosticSink) -> DiagnosticSink:
+    """Sort the collected diagnostics by line (stable: within a line, in the order of the checks), so they
+    read top to bottom like the spec."""
+    sink.items.sort(key=lambda d: d.span.line if d.span else 0)
+    return sink

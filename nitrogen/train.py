@@ -25,10 +25,8 @@ import csv
 import io
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import zipfile
 from contextlib import contextmanager
@@ -41,6 +39,7 @@ import numpy as np
 from . import __version__, checkpoint, reference
 from .errors import Diagnostic, NitrogenError
 from .layout import CheckpointFormat, checkpoint_format
+from .outdir import staged_directory
 from .pipeline import Compiled, compile_model
 from .preprocess import Stats, normalize, statistics
 from .spec import Model, Semantics
@@ -294,24 +293,6 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def staged_directory(out_dir: Path) -> Iterator[Path]:
-    """Yield an empty staging directory; on success its files replace those of `out_dir`, on any error
-    `out_dir` is left exactly as it was."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        yield stage
-        out_dir.mkdir(exist_ok=True)
-        for item in sorted(stage.rglob("*")):
-            if item.is_file():
-                dest = out_dir / item.relative_to(stage)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(item, dest)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def save_checkpoint(path: Path, params: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

@@ -257,7 +257,7 @@ def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = Non
     expect = {"export": 0, "import(roundtrip)": 0, "import(out of range)": 0 if weights_are_int32 else -1,
               "import(short)": -1, "train_step(bad label)": -1, "set_lr_inv(0)": -1, "set_lr_inv(max+1)": -1,
               "export(after rejections)": 0, "unchanged(after rejections)": 1,
-              "param[0](after rejections)": 2147483647 if weights_are_int32 else first}
+              "param[0](after rejections)": -2147483648 if weights_are_int32 else first}
     for name, want_value in expect.items():
         if (got_value := out.i64()) != want_value:
             return fail(Mismatch(steps, f"api.{name}", (), got_value, want_value))

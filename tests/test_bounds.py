@@ -70,7 +70,7 @@ def test_weight_bits_choose_storage() -> None:
 
 def test_worst_case_beyond_int64_is_an_error_at_the_layer() -> None:
     text = ("name: huge\ninput: [1, 1, 8]\nnum_classes: 255\ntarget_value: 127\nweight_bits: 32\n"
-            "layers:\n  - {kind: linear, out_features: 1000000}\ntrain: {batch_size: 65536}\n")
+            "layers:\n  - {kind: linear, out_features: 1000}\ntrain: {batch_size: 65536}\n")
     with pytest.raises(NitrogenError) as exc:
         check_bounds(lower(spec_from_text(text)))
     diag = exc.value.diagnostics[0]

@@ -62,7 +62,7 @@ def test_bad_spec_gives_one_line_diagnostic_and_exit_1(tmp_path: Path) -> None:
 def test_out_of_bounds_spec_diagnostic(tmp_path: Path) -> None:
     spec = tmp_path / "huge.yaml"
     spec.write_text("name: huge\ninput: [1, 1, 8]\nnum_classes: 255\ntarget_value: 127\nweight_bits: 32\n"
-                    "layers:\n  - {kind: linear, out_features: 1000000}\ntrain: {batch_size: 65536}\n")
+                    "layers:\n  - {kind: linear, out_features: 1000}\ntrain: {batch_size: 65536}\n")
     proc = run("check", str(spec))
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"{spec}:7:5: error[E301]: ")
