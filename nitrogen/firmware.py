@@ -145,8 +145,8 @@ def build(directory: Path, target: str = "all") -> Path:
     """`make` in a generated firmware directory; returns the ELF (or the host program for 'host_<name>')."""
     proc = subprocess.run([tool("make"), "-s", "-C", str(directory), target], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise NitrogenError([Diagnostic("E905", f"building the firmware in {directory} failed:\n"
-                                        f"{(proc.stdout + proc.stderr).strip()}")])
+        raise NitrogenError([Diagnostic("E905", f"building the firmware in {directory} failed",
+                                        details=((proc.stdout + proc.stderr).strip(),))])
     elves = sorted(directory.glob("*.elf"))
     if target == "all":
         if not elves:

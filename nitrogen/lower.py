@@ -63,6 +63,7 @@ class _Ctx:
         self.layers: list[LayerConstants] = []
         self.alias: dict[str, str] = {"x_aug": "x"}  # evaluation reads the raw input and skips dropouts
         self.act_parity = 0
+        self.drop_parity = 0  # dropouts in front of a conv block or 1x1 pool: their own two slots
         self.walk: tuple[Stage, ...] = ()
         self.fused_pools: dict[int, str] = {}  # stage index of a feature pool run inside a conv block -> output
 
@@ -368,8 +369,21 @@ def lower_dropout(ctx: _Ctx, st: Stage, x: str) -> str:
     layer = st.layer
     assert isinstance(layer, Dropout)
     size = _size(st.in_shape)
-    y = _act(ctx, st, f"drop{st.index}_y", size, I16 if ctx.ref else None,
-             f"layer {st.index} dropout {layer.rate_pct}% output")
+    name, dtype, doc = f"drop{st.index}_y", I16 if ctx.ref else None, f"layer {st.index} dropout {layer.rate_pct}% output"
+    after = next((s.layer for s in ctx.walk[st.index + 1:] if not isinstance(s.layer, Dropout)), None)
+    if (isinstance(after, ConvBlock) or isinstance(after, (MaxPool, AvgPool)) and after.kernel == 1) \
+            and ctx.tensors[x].slot.startswith("act"):
+        # Evaluation skips the dropout, so the next item reads x directly, and x and that item's output must
+        # not share a slot: the per-sample forward of a max-learning-pool conv block would overwrite the
+        # inputs of later samples, and so would a 1x1 pool whose output type is wider than x (a pool with
+        # kernel >= 2 writes at most 2 bytes per 4 inputs it has read; linear blocks read all of x first).
+        # So the dropout leaves the act0/act1 alternation and uses a slot pair of its own.
+        slot = f"drop{ctx.drop_parity}"
+        ctx.drop_parity ^= 1
+        y = ctx.tensor(name, (ctx.bs, size), Role.ACT, dtype, slot=slot, group=name.rsplit("_", 1)[0], doc=doc,
+                       span=layer.span)
+    else:
+        y = _act(ctx, st, name, size, dtype, doc)
     prod = ctx.tensor(f"drop{st.index}_prod", (ctx.bs, size), Role.TEMP, doc=f"layer {st.index} x * R",
                       span=layer.span)
     ctx.train.append(Op(OpKind.DROPOUT, (x,), (y,), (prod,),

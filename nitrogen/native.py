@@ -60,7 +60,7 @@ def build_library(compiled: Compiled, directory: Path | None = None) -> Path:
                 os.replace(out, target)  # atomic: a concurrent build never sees half a library
                 return target
             errors = proc.stderr.strip()
-    raise NitrogenError([Diagnostic("E902", f"the generated C did not compile:\n{errors}")])
+    raise NitrogenError([Diagnostic("E902", "the generated C did not compile", details=(errors,))])
 
 
 class Native:

@@ -171,8 +171,8 @@ def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = Non
         build = [compiler, *cflags, "-o", str(exe), str(work / "harness.c"), str(work / f"{model.name}.c")]
         proc = subprocess.run(build, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise NitrogenError([Diagnostic("E902", f"the generated C did not compile:\n{proc.stderr.strip()}",
-                                            hint=f"command: {' '.join(build)}")])
+            raise NitrogenError([Diagnostic("E902", "the generated C did not compile", hint=f"command: {' '.join(build)}",
+                                            details=(proc.stderr.strip(),))])
         _BUILT[key] = str(exe)
 
     bs = model.train.batch_size
@@ -196,9 +196,9 @@ def run(model: Model, *, steps: int = 20, seed: int = 0, batch: int | None = Non
         progress(f"running {steps} steps in C")
     run_proc = subprocess.run([str(exe)], input=bytes(stdin), capture_output=True)
     if run_proc.returncode != 0:
-        raise NitrogenError([Diagnostic("E903", f"the harness failed with exit code {run_proc.returncode}:\n"
-                                        f"{run_proc.stderr.decode(errors='replace').strip()}",
-                                        hint=f"inputs kept in {work}")])
+        raise NitrogenError([Diagnostic("E903", f"the harness failed with exit code {run_proc.returncode}",
+                                        hint=f"inputs kept in {work}",
+                                        details=(run_proc.stderr.decode(errors='replace').strip(),))])
     out = _Reader(run_proc.stdout)
 
     ref = reference.Model(model, seed=seed, ranges=compiled.report.ranges)

@@ -111,3 +111,26 @@ def test_verify_success_and_mismatch_exit_codes(monkeypatch: pytest.MonkeyPatch,
 def test_python_dash_m_and_version() -> None:
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("nitrogen ")
+
+
+def test_tool_output_is_indented_under_a_one_line_header() -> None:
+    """A compiler's or make's output goes into `details`: every line of it is indented, so the only
+    unindented line is the `error[Ennn]:` header, and control characters in it are escaped."""
+    from nitrogen.errors import Diagnostic
+
+    text = Diagnostic("E902", "the generated C did not compile", hint="command: gcc m.c",
+                      details=("m.c:1:1: error: bad\n\tint x\x1b[31m;\nerror: 1 error",)).render()
+    assert text.split("\n") == ["error[E902]: the generated C did not compile",
+                                "  hint: command: gcc m.c",
+                                "    m.c:1:1: error: bad",
+                                "    \tint x\\x1b[31m;",
+                                "    error: 1 error"]
+
+
+def test_user_strings_in_messages_are_escaped() -> None:
+    from nitrogen.errors import Diagnostic, Span
+
+    text = Diagnostic("E208", "name 'a\nb\u2028c' is not valid", Span("s.yaml", 1, 7), notes=("x\ty",),
+                      hint="try 'a\x00b'").render()
+    assert text.split("\n") == ["s.yaml:1:7: error[E208]: name 'a\\nb\\u2028c' is not valid",
+                                "  note: x\\ty", "  hint: try 'a\\x00b'"]
