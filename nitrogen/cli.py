@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__, load_spec
-from .errors import Diagnostic, InternalError, NitrogenError
+from . import DSL_SUFFIXES, __version__, load_spec
+from .errors import Diagnostic, InternalError, NitrogenError, source_lines
 from .ir import Program
 from .spec import Model, lint, with_semantics
 
@@ -26,7 +26,8 @@ def _print_diagnostics(diags: Sequence[Diagnostic]) -> None:
     for d in diags:
         if d.span and d.span.file not in cache:
             try:
-                cache[d.span.file] = Path(d.span.file).read_text(encoding="utf-8-sig", errors="replace").splitlines()
+                text = Path(d.span.file).read_text(encoding="utf-8-sig", errors="replace")
+                cache[d.span.file] = source_lines(text, dsl=Path(d.span.file).suffix in DSL_SUFFIXES)
             except OSError:
                 cache[d.span.file] = []
         print(d.render(cache), file=sys.stderr)

@@ -9,6 +9,7 @@ This module imports nothing from nitrogen.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -26,6 +27,18 @@ class Span:
 
 
 _WIDTH = 100  # longest source excerpt shown under a diagnostic
+
+
+# Line breaks as each front-end counts them: YAML 1.1 breaks lines at CR LF, CR, LF, NEL, LS and PS; Lark
+# counts LF only (a form feed is white space in the DSL). str.splitlines would also break at VT, FF and
+# \x1c-\x1e, and show the wrong source line under a diagnostic.
+YAML_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+DSL_BREAKS = re.compile("\r?\n")
+
+
+def source_lines(text: str, dsl: bool) -> list[str]:
+    """The lines of a spec, numbered as its front-end numbers them in spans."""
+    return (DSL_BREAKS if dsl else YAML_BREAKS).split(text) if text else []
 
 
 def printable(text: str, keep: str = "") -> str:
@@ -67,7 +80,8 @@ class Diagnostic:
                 col = col - start + (3 if start else 0)
             gutter = f"{self.span.line:>5} | "
             out.append(gutter + text)
-            out.append(" " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^")
+            pad = "".join("\t" if c == "\t" else " " for c in text[:col - 1])  # tabs above, tabs below
+            out.append(" " * (len(gutter) - 2) + "| " + pad + "^")
         out.extend(f"  note: {printable(n)}" for n in self.notes)
         if self.hint:
             out.append(f"  hint: {printable(self.hint)}")

@@ -37,6 +37,13 @@ MAX_FAN_IN = (1 << 23) - 1  # the scaling factor 256 * fan_in must fit in int32
 # The tensor check runs here, from the shapes, before anything is lowered or allocated; the exact context
 # size is checked by pipeline.analyse() once the memory plan exists.
 MAX_SIZE = (1 << 31) - 1
+
+# The model name prefixes every generated identifier. 40 characters keep the longest one, the macro
+# <NAME>_CHECKPOINT_SPEC_HASH (name + 21), within C99's 63 significant characters for internal identifiers
+# (5.2.4.1). External ones (functions, name + up to 16) go past C99's guaranteed 31, which every toolchain
+# nitrogen targets (gcc, clang, arm-none-eabi-gcc) lifts; a test checks the suffix length.
+MAX_NAME_CHARS = 40
+
 C_KEYWORDS = frozenset("""
 auto break case char const continue default do double else enum extern float for goto if inline
 int long register restrict return short signed sizeof static struct switch typedef union unsigned
@@ -398,7 +405,12 @@ class _Builder:
             self.sink.error("E205", f"'name' must be a string, got {_describe(node)}", node.span)
             return "model"
         value = node.value
-        if not (value.isascii() and value.isidentifier()) or value.startswith("_"):
+        if len(value) > MAX_NAME_CHARS:
+            self.sink.error("E208", f"name '{value[:20]}...' is {len(value)} characters long, over {MAX_NAME_CHARS}",
+                            node.span, hint=f"every generated identifier starts with the name; {MAX_NAME_CHARS} keeps "
+                                            f"the longest ({MAX_NAME_CHARS + 21} characters, NAME_CHECKPOINT_SPEC_HASH) "
+                                            "within the 63 significant characters C99 guarantees")
+        elif not (value.isascii() and value.isidentifier()) or value.startswith("_"):
             ascii_form = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()  # 'é' -> 'e'
             fixed = re.sub(r"[^a-z0-9_]", "_", ascii_form.lower()).strip("_")
             fixed = f"net_{fixed}" if fixed[:1].isdigit() else fixed
@@ -445,7 +457,12 @@ class _Builder:
             return None
         kind_node = dict((k.name, v) for k, v in node.items).get("kind")
         if kind_node is None:
-            self.sink.error("E204", f"'{path}' has no 'kind'", node.span, hint=did_you_mean("", LAYER_KINDS))
+            typo = next((k for k, _ in node.items if closest(k.name, ("kind",))), None)  # `knd: linear`
+            if typo is not None:
+                self.sink.error("E204", f"'{path}' has no 'kind'", typo.span,
+                                hint=f"did you mean 'kind' instead of '{typo.name}'?")
+            else:
+                self.sink.error("E204", f"'{path}' has no 'kind'", node.span, hint=did_you_mean("", LAYER_KINDS))
             return None
         if not isinstance(kind_node, TScalar) or not isinstance(kind_node.value, str):
             self.sink.error("E205", f"'{path}.kind' must be a name, got {_describe(kind_node)}", kind_node.span)
@@ -589,6 +606,8 @@ def _describe(node: TNode) -> str:
     if node.value is None:
         return "nothing"
     if isinstance(node.value, bool):
+        if node.text is not None:  # `name: on`
+            return f"'{node.text}', which YAML 1.1 reads as {str(node.value).lower()} (write \"{node.text}\" for text)"
         return f"'{str(node.value).lower()}'"
     if isinstance(node.value, str):
         return f"'{node.value}'" if len(node.value) <= 40 else f"'{node.value[:37]}...'"

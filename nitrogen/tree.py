@@ -37,6 +37,7 @@ def long_integer(text: str, span: Span) -> Diagnostic:
 class TScalar:
     value: Scalar
     span: Span
+    text: str | None = None  # the source text when it reads differently from the value (YAML `on` -> True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import yaml
 
-from .errors import Diagnostic, NitrogenError, Span
+from .errors import YAML_BREAKS, Diagnostic, NitrogenError, Span
 from .tree import MAX_DEPTH, MAX_INT_CHARS, TKey, TMap, TNode, TScalar, TSeq, long_integer, too_deep
 
 _SCALAR_TAGS = {
@@ -84,8 +84,8 @@ def parse_yaml(text: str, file: str) -> TNode:
             notes = (f"{exc.context} that starts at {where.line + 1}:{where.column + 1}",)
         raise NitrogenError([Diagnostic("E101", f"YAML syntax error: {problem}", span, notes, hint)]) from None
     except yaml.reader.ReaderError as exc:  # a control character; not a MarkedYAMLError, it has a stream offset
-        before = text[:exc.position]
-        span = Span(file, before.count("\n") + 1, exc.position - before.rfind("\n"))
+        lines = YAML_BREAKS.split(text[:exc.position])  # as PyYAML numbers lines
+        span = Span(file, len(lines), len(lines[-1]) + 1)
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
         raise NitrogenError([Diagnostic("E101", f"YAML syntax error: control character U+{char:04X} is not allowed",
                                         span, hint="YAML allows tabs and line breaks, no other control characters")]) \
@@ -136,7 +136,9 @@ def parse_yaml(text: str, file: str) -> TNode:
         except ValueError:  # YAML 1.1 resolves '0b_' and '0x_' as ints with no digits; PyYAML's int('') fails
             raise NitrogenError([Diagnostic("E105", f"unsupported YAML value '{node.value}' (an integer without "
                                             "digits)", span, hint="write integers in decimal, e.g. 64")]) from None
-        return TScalar(value, span)
+        # YAML 1.1 reads on/off/yes/no/y/n as booleans; keep the text so a diagnostic can say what was written.
+        text = node.value if isinstance(value, bool) and node.value.lower() not in ("true", "false") else None
+        return TScalar(value, span, text)
 
     return convert(root, 1)
 

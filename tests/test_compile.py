@@ -50,3 +50,18 @@ def test_no_recursion_or_vla_in_generated_code() -> None:
     for fn in re.findall(r"^tiny_mlp_status_t (tiny_mlp_\w+)\(", text, flags=re.M):
         body = text.split(f"{fn}(", 1)[1].split("\n}\n", 1)[0]
         assert f"{fn}(" not in body
+
+
+def test_longest_name_keeps_every_identifier_within_c99_limits() -> None:
+    """Every identifier the generator derives from the model name (functions, types, macros, statics) stays
+    within C99's 63 significant characters when the name has the longest allowed length (spec.py)."""
+    from nitrogen.spec import MAX_NAME_CHARS
+
+    longest = 0
+    for source in MODELS:
+        name = source.stem
+        for path in (source, source.with_suffix(".h")):
+            found = re.findall(rf"\b(?:{name}|{name.upper()})(_\w+)", path.read_text())
+            longest = max(longest, *(len(suffix) for suffix in found))
+    assert longest > 10  # the scan found the prefixed identifiers
+    assert MAX_NAME_CHARS + longest <= 63, longest
