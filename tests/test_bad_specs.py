@@ -200,3 +200,10 @@ def test_the_corpus_covers_every_spec_and_bounds_code() -> None:
     covered = {code for p in SPECS for code, _ in expected(p)}
     assert emitted <= covered, f"codes with no bad spec: {sorted(emitted - covered)}"
     assert covered <= emitted, f"expected codes nitrogen never emits: {sorted(covered - emitted)}"
+
+
+def test_readme_states_the_corpus_size() -> None:
+    readme = (ROOT / "README.md").read_text()
+    yaml_specs, dsl_specs = (sum(p.suffix == s for p in SPECS) for s in (".yaml", ".ng"))
+    assert f"holds {len(SPECS)} minimal bad specs ({yaml_specs} YAML, {dsl_specs} DSL)" in readme
+    assert f"Hardening is in CI: {len(SPECS)} bad specs" in readme

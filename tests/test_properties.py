@@ -545,6 +545,12 @@ def test_spec_corpus_is_there() -> None:
     assert any(p.suffix == ".ng" for p in SPEC_FILES)
 
 
+def test_readme_states_the_counts_per_run() -> None:
+    readme = " ".join((SPECS.parent / "README.md").read_text().split())
+    assert f"**{4 * EXAMPLES} random valid specs per run** ({EXAMPLES} each" in readme
+    assert f"**{len(SPEC_FILES) * MUTATIONS_PER_SPEC:,} mutations per run** of the {len(SPEC_FILES)} specs" in readme
+
+
 @pytest.mark.parametrize("spec", SPEC_FILES, ids=lambda p: p.name)
 def test_mutated_specs_give_diagnostics_not_tracebacks(spec: Path, tmp_path: Path) -> None:
     rng = random.Random(f"nitrogen-mutations-{spec.name}")
