@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -39,6 +40,16 @@ DSL_BREAKS = re.compile("\r?\n")
 def source_lines(text: str, dsl: bool) -> list[str]:
     """The lines of a spec, numbered as its front-end numbers them in spans."""
     return (DSL_BREAKS if dsl else YAML_BREAKS).split(text) if text else []
+
+
+def _blank(char: str) -> str:
+    """What goes under `char` in the caret line: a tab under a tab, two spaces under a double-width
+    character (CJK, full-width forms), nothing under a combining mark, one space otherwise."""
+    if char == "\t":
+        return "\t"
+    if unicodedata.combining(char):
+        return ""
+    return "  " if unicodedata.east_asian_width(char) in ("W", "F") else " "
 
 
 def printable(text: str, keep: str = "") -> str:
@@ -80,7 +91,7 @@ class Diagnostic:
                 col = col - start + (3 if start else 0)
             gutter = f"{self.span.line:>5} | "
             out.append(gutter + text)
-            pad = "".join("\t" if c == "\t" else " " for c in text[:col - 1])  # tabs above, tabs below
+            pad = "".join(_blank(c) for c in text[:col - 1])
             out.append(" " * (len(gutter) - 2) + "| " + pad + "^")
         out.extend(f"  note: {printable(n)}" for n in self.notes)
         if self.hint:

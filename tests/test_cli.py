@@ -134,3 +134,12 @@ def test_user_strings_in_messages_are_escaped() -> None:
                       hint="try 'a\x00b'").render()
     assert text.split("\n") == ["s.yaml:1:7: error[E208]: name 'a\\nb\\u2028c' is not valid",
                                 "  note: x\\ty", "  hint: try 'a\\x00b'"]
+
+
+def test_caret_line_follows_tabs_wide_and_combining_characters() -> None:
+    from nitrogen.errors import Diagnostic, Span
+
+    line = "\tx: \"e\u0301\u540d\" bad"  # tab, 'é' as e + combining acute, a double-width CJK character
+    text = Diagnostic("E201", "m", Span("s.yaml", 1, line.index("bad") + 1)).render({"s.yaml": [line]})
+    # under: tab -> tab; 'x: "' -> 4 spaces; 'e' -> 1; the combining mark -> 0; the CJK character -> 2; '" ' -> 2
+    assert text.split("\n")[2] == "      | " + "\t" + " " * 4 + " " + "" + " " * 2 + " " * 2 + "^"
