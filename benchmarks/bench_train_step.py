@@ -162,7 +162,7 @@ def resolve_spec(arg: str) -> Path:
     for cand in (SPECS_DIR / arg, SPECS_DIR / f"{arg}.yaml", SPECS_DIR / f"{arg}.ng"):
         if cand.is_file():
             return cand
-    sys.exit(f"bench_train_step: no spec '{arg}' (looked in the working directory and {SPECS_DIR})")
+    sys.exit(f"{Path(sys.argv[0]).stem}: no spec '{arg}' (looked in the working directory and {SPECS_DIR})")
 
 
 def time_reference(model, xs: np.ndarray, ys: np.ndarray, steps: int, runs: int) -> tuple[float, int]:
@@ -207,6 +207,26 @@ def time_c(exe: Path, batches: Path, steps: int, runs: int) -> tuple[float, int]
     return statistics.median(per_run), first_loss
 
 
+def write_c_bench(model, compiled, work: Path, steps: int) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Write the generated C, the bench main and the batch file into the new directory `work`.
+
+    Returns the batch file and the batches themselves (inputs (n, B, C, H, W) int8, labels (n, B) uint8)."""
+    name = model.name
+    work.mkdir(parents=True)
+    for fname, text in compiled.files.items():
+        (work / fname).write_text(text)
+    (work / "bench_main.c").write_text(BENCH_MAIN.replace("@NAME@", name).replace("@UPPER@", name.upper()))
+
+    n_batches = min(WARMUP + steps, MAX_DISTINCT_BATCHES)
+    xs, ys = make_batches(model, n_batches, DATA_SEED, "random")
+    blob = bytearray(np.array([n_batches], dtype=np.uint32).tobytes())
+    for s in range(n_batches):
+        blob += xs[s].astype(np.int8).tobytes() + ys[s].astype(np.uint8).tobytes()
+    batches = work / "batches.bin"
+    batches.write_bytes(bytes(blob))
+    return batches, xs, ys
+
+
 def bench_one(path: Path, mode: str, steps: int, runs: int, builds, work_root: Path) -> dict:
     model = with_semantics(nitrogen.load_spec(path), mode)
     compiled = compile_model(model)
@@ -220,18 +240,7 @@ def bench_one(path: Path, mode: str, steps: int, runs: int, builds, work_root: P
            "batch": model.train.batch_size, "steps": steps, "times": {}, "notes": []}
 
     work = work_root / f"{name}-{mode}"
-    work.mkdir(parents=True)
-    for fname, text in compiled.files.items():
-        (work / fname).write_text(text)
-    (work / "bench_main.c").write_text(BENCH_MAIN.replace("@NAME@", name).replace("@UPPER@", upper))
-
-    n_batches = min(WARMUP + steps, MAX_DISTINCT_BATCHES)
-    xs, ys = make_batches(model, n_batches, DATA_SEED, "random")
-    blob = bytearray(np.array([n_batches], dtype=np.uint32).tobytes())
-    for s in range(n_batches):
-        blob += xs[s].astype(np.int8).tobytes() + ys[s].astype(np.uint8).tobytes()
-    batches = work / "batches.bin"
-    batches.write_bytes(bytes(blob))
+    batches, xs, ys = write_c_bench(model, compiled, work, steps)
 
     ref_s, ref_loss = time_reference(model, xs, ys, steps, runs)
     row["times"]["reference"] = ref_s
