@@ -24,6 +24,7 @@ from .errors import Diagnostic, NitrogenError
 from .layout import CHECKPOINT_HEADER_BYTES, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, CheckpointFormat, checkpoint_format
 
 if TYPE_CHECKING:
+    from . import reference
     from .spec import Model
 
 FILE_NAME = "checkpoint.ngck"
@@ -183,5 +184,13 @@ def save(path: Path, fmt: CheckpointFormat, params: Mapping[str, np.ndarray], st
     path.write_bytes(encode(fmt, params, state))
 
 
+def restore(model: reference.Model, ck: Checkpoint) -> None:
+    """Put a checkpoint's parameters and training state into a NumPy reference model: what the generated
+    `<name>_checkpoint_load()` does to a context (the epoch counter is the training driver's business)."""
+    model.set_params(ck.params)
+    model.rng.state, model.rng.inc = ck.state.rng_state, ck.state.rng_inc
+    model.lr_inv, model.steps = ck.state.lr_inv, ck.state.steps
+
+
 __all__ = ["State", "Checkpoint", "format_of", "encode", "decode", "load", "save", "is_checkpoint", "read_bytes",
-           "run_spec_name", "STATUS_CODES", "FILE_NAME", "SUFFIX"]
+           "run_spec_name", "restore", "STATUS_CODES", "FILE_NAME", "SUFFIX"]

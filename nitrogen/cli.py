@@ -104,6 +104,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.all and args.target != "host":
         print("nitrogen compile: --all writes host files only; drop --target", file=sys.stderr)
         return 2
+    if args.from_checkpoint and args.target == "host":
+        print("nitrogen compile: --from-checkpoint is for a firmware target (--target cortex-m0plus or cortex-m4); "
+              "on a host, load the checkpoint with <name>_checkpoint_load() or `nitrogen train --resume`",
+              file=sys.stderr)
+        return 2
     if args.all:
         root = Path(args.spec or "specs")
         specs = sorted([*root.glob("*.yaml"), *root.glob("*.ng")])
@@ -130,12 +135,24 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if args.samples_from:
             from .data import load_dataset
             from .firmware import dataset_samples
+            from .train import normalisation_near
 
+            run_stats = normalisation_near(Path(args.from_checkpoint)) if args.from_checkpoint else None
             samples = dataset_samples(compiled.model, load_dataset(args.samples_from, args.data_dir),
-                                      steps=args.steps, seed=args.seed, n_eval=args.eval)
+                                      steps=args.steps, seed=args.seed, n_eval=args.eval, stats=run_stats)
         else:
             samples = default_samples(compiled.model, steps=args.steps, seed=args.seed, n_eval=args.eval)
-        files = firmware_files(compiled, target, samples)
+        start = None
+        if args.from_checkpoint:
+            from . import checkpoint
+            from .layout import checkpoint_format
+
+            path = Path(args.from_checkpoint)
+            start = checkpoint.read_bytes(path)
+            # E421-E427 here, with the file's name, rather than a status code on the device.
+            checkpoint.decode(checkpoint_format(compiled.program, compiled.report), start, str(path),
+                              owner=checkpoint.run_spec_name(path))
+        files = firmware_files(compiled, target, samples, start)
     out = Path(args.output)
     _write_atomically(files, out)
     for name in files:
@@ -282,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-from", metavar="DATASET", help="firmware: embed real, normalised images of this data "
                    f"set ({', '.join(DATASET_NAMES)}) instead of pseudo-random inputs")
     p.add_argument("--data-dir", metavar="DIR", help="firmware: look here first for the data set's files")
+    p.add_argument("--from-checkpoint", metavar="CHECKPOINT",
+                   help="firmware: fine-tune on the device, starting from this checkpoint of the same network "
+                        "(e.g. runs/<run>/checkpoint.ngck of `nitrogen train`; any batch size) instead of init")
     p.add_argument("--ram", type=_int_at_least(1024, 1 << 32), metavar="BYTES",
                    help="firmware: RAM of your part in link.ld (default: the QEMU board's)")
     p.add_argument("--flash", type=_int_at_least(1024, 1 << 32), metavar="BYTES",

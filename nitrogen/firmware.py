@@ -5,6 +5,12 @@
 semihosting. This module decides every number of that project (samples, steps, memory map), checks the
 RAM plan against the target, and drives the GNU Arm toolchain and QEMU for the tests and the CLI.
 
+Fine-tuning on the device: with `start` (the bytes of a checkpoint of the same network, e.g. the
+`checkpoint.ngck` of a `nitrogen train` run on a PC), the checkpoint is stored in flash and `main.c`
+starts from it with `<name>_checkpoint_load()` instead of `<name>_init()`: parameters, learning rate, PRNG
+and step counter continue where the PC stopped. The spec hash ignores the batch size, so a run at batch
+64 fine-tunes on a device build of the same network at batch 1.
+
 The expected output is computed by the NumPy reference (`expected_output`), never by the C.
 """
 
@@ -19,15 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reference
+from . import checkpoint, reference
 from .cost import largest_buffers, ram
 from .emit import emit_firmware
 from .errors import Diagnostic, NitrogenError
-from .layout import Layout, plan
+from .layout import Layout, checkpoint_format, plan
 from .pipeline import Compiled
 from .data import Dataset
 from .spec import Model
 from .targets import FLOAT_SYMBOL_RE, Target
+from .preprocess import Stats, normalize
 from .train import prepare
 from .verify import make_batches
 
@@ -52,21 +59,26 @@ def default_samples(model: Model, steps: int = 4, seed: int = 0, n_eval: int = 8
                    ex.reshape(n_eval, length), f"pseudo-random int8 inputs, verification seed {seed}")
 
 
-def dataset_samples(model: Model, dataset: Dataset, steps: int = 4, seed: int = 0, n_eval: int = 8) -> Samples:
+def dataset_samples(model: Model, dataset: Dataset, steps: int = 4, seed: int = 0, n_eval: int = 8,
+                    stats: Stats | None = None) -> Samples:
     """Real images, normalised exactly as `nitrogen train` does (training-set statistics, semantics 3):
-    the first steps * batch training images in stored order, and the first n_eval test images."""
+    the first steps * batch training images in stored order, and the first n_eval test images. `stats`: the
+    normalisation of an earlier run (a firmware that fine-tunes its checkpoint must see data as it did)."""
     bs = model.train.batch_size
     if steps * bs > len(dataset.train_x) or n_eval > len(dataset.test_x):
         raise NitrogenError([Diagnostic("E411", f"{dataset.name} has {len(dataset.train_x)} training and "
                                         f"{len(dataset.test_x)} test images; the firmware asks for {steps * bs} "
                                         f"and {n_eval}", hint="lower --steps or --eval")])
-    _, train_x, test_x = prepare(dataset, model, seed)
+    own, train_x, test_x = prepare(dataset, model, seed)
+    if stats is not None and stats != own:
+        train_x, test_x = normalize(dataset.train_x, stats), normalize(dataset.test_x, stats)
+    how = "the training-set statistics (semantics 3)" if stats is None else "the statistics of the checkpoint's run"
     length = model.input_len
     return Samples(seed, train_x[:steps * bs].reshape(steps, bs, length),
                    dataset.train_y[:steps * bs].reshape(steps, bs).astype(np.uint8),
                    test_x[:n_eval].reshape(n_eval, length),
                    f"the first {steps * bs} training and {n_eval} test images of {dataset.name}, normalised with "
-                   f"the training-set statistics (semantics 3)")
+                   f"{how}")
 
 
 def ram_rows(layout: Layout) -> list[tuple[str, int]]:
@@ -88,8 +100,15 @@ def check_ram_budget(model: Model, layout: Layout, budget: int, what: str) -> No
         hint="reduce train.batch_size or the layer widths; `nitrogen report` shows the whole plan")])
 
 
-def firmware_files(compiled: Compiled, target: Target, samples: Samples) -> dict[str, str]:
-    """The model files plus the example firmware for `target`."""
+def start_checkpoint(compiled: Compiled, data: bytes, source: str) -> checkpoint.Checkpoint:
+    """Validate the checkpoint a firmware starts from against the compiled network (E421-E427, as the C's
+    `<name>_checkpoint_load()` would reject it on the device)."""
+    fmt = checkpoint_format(compiled.program, compiled.report)
+    return checkpoint.decode(fmt, data, source)
+
+
+def firmware_files(compiled: Compiled, target: Target, samples: Samples, start: bytes | None = None) -> dict[str, str]:
+    """The model files plus the example firmware for `target`; `start`: a checkpoint to fine-tune from."""
     program, model = compiled.program, compiled.model
     layout = plan(program, compiled.report)
     check_ram_budget(model, layout, target.ram_budget, f"RAM of {target.name} ({target.ram_bytes} bytes) minus "
@@ -101,18 +120,29 @@ def firmware_files(compiled: Compiled, target: Target, samples: Samples) -> dict
         "train_labels": [[int(v) for v in b] for b in samples.train_labels],
         "eval_x": tuple(int(v) for v in samples.eval_x.reshape(-1)), "samples_doc": samples.doc,
         "ctx_bytes": layout.ctx_bytes, "ram_rows": ram_rows(layout), "float_regex": FLOAT_SYMBOL_RE,
+        "start": tuple(start) if start is not None else None,
+        "start_doc": _start_doc(start_checkpoint(compiled, start, "checkpoint")) if start is not None else "",
     }
     return {**compiled.files, **emit_firmware(program, view)}
 
 
-def expected_output(compiled: Compiled, target: Target, samples: Samples) -> str:
-    """The exact text main.c prints, computed by the NumPy reference from the same samples."""
+def _start_doc(ck: checkpoint.Checkpoint) -> str:
+    return f"a checkpoint after {ck.state.steps} steps (epoch {ck.state.epoch}, lr_inv {ck.state.lr_inv})"
+
+
+def expected_output(compiled: Compiled, target: Target, samples: Samples, start: bytes | None = None) -> str:
+    """The exact text main.c prints, computed by the NumPy reference from the same samples (and from the
+    same checkpoint, decoded in Python, when the firmware starts from one)."""
     model = compiled.model
     steps, batch = samples.train_labels.shape
     ctx_bytes = plan(compiled.program, compiled.report).ctx_bytes
     lines = [f"nitrogen firmware: {model.name}, {target.name}, {steps} steps of batch {batch}, "
              f"context {ctx_bytes} bytes"]
     ref = reference.Model(model, seed=samples.seed)
+    if start is not None:
+        ck = start_checkpoint(compiled, start, "checkpoint")
+        checkpoint.restore(ref, ck)
+        lines.append(f"start: {_start_doc(ck)}")
     shape = (batch,) + model.input_shape
     for step in range(steps):
         stats = ref.train_step(samples.train_x[step].reshape(shape), samples.train_labels[step])

@@ -106,9 +106,8 @@ class _Reference:
 
     def checkpoint_load(self, data: bytes, source: str = "checkpoint") -> None:
         ck = checkpoint.decode(self.fmt, data, source)
-        self.model.set_params(ck.params)
-        self.model.rng.state, self.model.rng.inc = ck.state.rng_state, ck.state.rng_inc
-        self.model.lr_inv, self.model.steps, self.epoch = ck.state.lr_inv, ck.state.steps, ck.state.epoch
+        checkpoint.restore(self.model, ck)
+        self.epoch = ck.state.epoch
 
 
 @dataclass

@@ -264,3 +264,76 @@ def test_m0_cnn_trains_at_batch_1_in_64_kib(tmp_path: Path) -> None:
     status, text = firmware.run_qemu(elf, target, timeout=300)
     assert status == 0, text
     assert text == firmware.expected_output(compiled, target, samples)
+
+
+def _pc_checkpoint(model: nitrogen.spec.Model, batch: int, steps: int, lr_inv: int) -> bytes:
+    """A checkpoint as a PC run leaves it: the NumPy reference trained `steps` steps at another batch size,
+    then a plateau-style learning-rate change and an epoch count."""
+    from nitrogen import checkpoint, reference
+    from nitrogen.verify import make_batches
+
+    pc = replace(model, train=replace(model.train, batch_size=batch))
+    ref = reference.Model(pc, seed=21)
+    xs, ys = make_batches(pc, steps, 5, "random")
+    for s in range(steps):
+        ref.train_step(xs[s], ys[s])
+    ref.lr_inv = lr_inv
+    state = checkpoint.State(ref.rng.state, ref.rng.inc, ref.lr_inv, ref.steps, 2)
+    return checkpoint.encode(checkpoint.format_of(model), ref.params, state)
+
+
+@pytest.mark.parametrize("spec,mode", [("tiny_mlp", "nitrogen"), ("tiny_cnn", "reference")])
+def test_fine_tuning_from_a_pc_checkpoint_on_the_device(tmp_path: Path, spec: str, mode: str) -> None:
+    """The firmware starts from a checkpoint trained at another batch size (in flash, loaded with
+    <name>_checkpoint_load) instead of init: under QEMU, on the host and in the reference (which restores
+    the same checkpoint in Python) the fine-tuning steps, parameters and predictions agree bit for bit,
+    and they differ from a firmware that starts from init."""
+    model = with_semantics(nitrogen.load_spec(SPECS / f"{spec}.yaml"), mode)
+    compiled = compile_model(model)
+    start = _pc_checkpoint(model, batch=3, steps=6, lr_inv=1536)
+    samples = firmware.default_samples(model, steps=3, seed=4)
+    directory = tmp_path / "fw"
+    directory.mkdir()
+    for name, text in firmware.firmware_files(compiled, CORTEX_M0PLUS, samples, start).items():
+        (directory / name).write_text(text)
+    expected = firmware.expected_output(compiled, CORTEX_M0PLUS, samples, start)
+    assert expected.split("\n")[1] == "start: a checkpoint after 6 steps (epoch 2, lr_inv 1536)"
+    status, device = firmware.run_qemu(firmware.build(directory), CORTEX_M0PLUS, timeout=120)
+    assert status == 0, device
+    host = subprocess.run([str(firmware.build(directory, f"host_{spec}"))], capture_output=True, text=True)
+    assert device == host.stdout == expected
+    from_init = firmware.expected_output(compiled, CORTEX_M0PLUS, samples)
+    crc = [line for line in expected.split("\n") if line.startswith("params_crc32")]
+    assert crc and crc[0] not in from_init
+
+
+def test_cli_compile_from_checkpoint(tmp_path: Path) -> None:
+    from nitrogen import checkpoint
+
+    model = nitrogen.load_spec(SPECS / "tiny_mlp.yaml")
+    good = tmp_path / "checkpoint.ngck"
+    good.write_bytes(_pc_checkpoint(model, batch=8, steps=2, lr_inv=512))
+    out = tmp_path / "fw"
+    proc = _cli("compile", str(SPECS / "tiny_mlp.yaml"), "--target", "cortex-m0plus", "-o", str(out), "--steps", "2",
+                "--from-checkpoint", str(good), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ng_start_checkpoint" in (out / "samples.h").read_text()
+    status, text = firmware.run_qemu(firmware.build(out), CORTEX_M0PLUS)
+    assert status == 0 and "start: a checkpoint after 2 steps (epoch 2, lr_inv 512)\n" in text, text
+
+    # Bad checkpoints: one diagnostic naming the file, exit 1, and no output directory is created.
+    truncated, other = tmp_path / "truncated.ngck", tmp_path / "other.ngck"
+    truncated.write_bytes(good.read_bytes()[:-9])
+    cnn = nitrogen.load_spec(SPECS / "tiny_cnn.yaml")
+    other.write_bytes(_pc_checkpoint(cnn, batch=2, steps=1, lr_inv=512))
+    for path, code in ((truncated, "E424"), (other, "E423"), (tmp_path / "missing.ngck", "E420")):
+        target = tmp_path / f"out-{code}"
+        proc = _cli("compile", str(SPECS / "tiny_mlp.yaml"), "--target", "cortex-m4", "-o", str(target),
+                    "--from-checkpoint", str(path), cwd=tmp_path)
+        assert proc.returncode == 1 and f"error[{code}]" in proc.stderr and str(path) in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and not target.exists()
+    assert checkpoint.is_checkpoint(good)
+
+    proc = _cli("compile", str(SPECS / "tiny_mlp.yaml"), "-o", str(tmp_path / "host"), "--from-checkpoint", str(good),
+                cwd=tmp_path)
+    assert proc.returncode == 2 and "firmware target" in proc.stderr and not (tmp_path / "host").exists()
