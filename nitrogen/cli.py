@@ -104,6 +104,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.all and args.target != "host":
         print("nitrogen compile: --all writes host files only; drop --target", file=sys.stderr)
         return 2
+    if args.save_checkpoint and args.target == "host":
+        print("nitrogen compile: --save-checkpoint is for a firmware target (--target cortex-m0plus or cortex-m4); "
+              "on a host, call <name>_checkpoint_save() or <name>_checkpoint_read()", file=sys.stderr)
+        return 2
     if args.from_checkpoint and args.target == "host":
         print("nitrogen compile: --from-checkpoint is for a firmware target (--target cortex-m0plus or cortex-m4); "
               "on a host, load the checkpoint with <name>_checkpoint_load() or `nitrogen train --resume`",
@@ -152,7 +156,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             # E421-E427 here, with the file's name, rather than a status code on the device.
             checkpoint.decode(checkpoint_format(compiled.program, compiled.report), start, str(path),
                               owner=checkpoint.run_spec_name(path))
-        files = firmware_files(compiled, target, samples, start)
+        files = firmware_files(compiled, target, samples, start, args.save_checkpoint)
     out = Path(args.output)
     _write_atomically(files, out)
     for name in files:
@@ -302,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-checkpoint", metavar="CHECKPOINT",
                    help="firmware: fine-tune on the device, starting from this checkpoint of the same network "
                         "(e.g. runs/<run>/checkpoint.ngck of `nitrogen train`; any batch size) instead of init")
+    p.add_argument("--save-checkpoint", metavar="FILE",
+                   help="firmware: after training, write the model's checkpoint to FILE on the debug host "
+                        "(semihosting; `make run` puts it in DIR), to bring a fine-tuned model back")
     p.add_argument("--ram", type=_int_at_least(1024, 1 << 32), metavar="BYTES",
                    help="firmware: RAM of your part in link.ld (default: the QEMU board's)")
     p.add_argument("--flash", type=_int_at_least(1024, 1 << 32), metavar="BYTES",

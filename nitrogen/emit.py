@@ -18,7 +18,7 @@ from .bounds import BoundsReport
 from .errors import InternalError
 from .ir import Op, OpKind, Program, Role, Store
 from .layout import (CHECKPOINT_HEADER, CHECKPOINT_HEADER_BYTES, CHECKPOINT_MAGIC, CHECKPOINT_STATE,
-                     CHECKPOINT_VERSION, Layout, checkpoint_format, plan)
+                     CHECKPOINT_VERSION, CheckpointFormat, Layout, checkpoint_format, plan)
 
 ABI_VERSION = 2  # 2: the context gained `epoch` (checkpoints)
 NORM_SCALE = 51  # semantics 3.4
@@ -354,7 +354,8 @@ def emit(program: Program, report: BoundsReport, norm: Any = None) -> dict[str, 
         "x_aug": next((views.ref(t.name) for t in program.tensors if t.name == "x_aug"), ""),
         "logits": views.ref("out_logits"), "helpers": helpers, "norm": norm, "norm_scale": NORM_SCALE,
         "macs": [views.macs[name] for name in sorted(views.macs)],
-        "ck": checkpoint_format(program, report), "ck_header": CHECKPOINT_HEADER,
+        "ck": checkpoint_format(program, report), "ck_fields": _ck_fields(program, checkpoint_format(program, report)),
+        "ck_header": CHECKPOINT_HEADER,
         "ck_header_bytes": CHECKPOINT_HEADER_BYTES, "ck_state": CHECKPOINT_STATE, "ck_version": CHECKPOINT_VERSION,
         "ck_magic": ", ".join(f"0x{b:02X}" for b in CHECKPOINT_MAGIC),
     }
@@ -373,6 +374,39 @@ def emit_harness(program: Program) -> str:
 FIRMWARE_FILES = {"main.c": "main.c.j2", "samples.h": "samples.h.j2", "startup.c": "startup.c.j2",
                   "semihost.h": "semihost.h.j2", "link.ld": "link.ld.j2", "Makefile": "Makefile.j2",
                   "{p}.cmake": "model.cmake.j2", "FIRMWARE.md": "FIRMWARE.md.j2"}
+
+
+def _ck_fields(program: Program, fmt: CheckpointFormat) -> list[dict[str, Any]]:
+    """Every field of the checkpoint image after the magic, in byte order, for `<name>_checkpoint_read()`:
+    [start, end), the C expression of its value (uint64-convertible; `e` indexes a parameter's elements) and
+    the size of one element. The parameters' offsets are checked against the byte layout `_save` writes."""
+    P = program.name.upper()
+    at = fmt.offsets
+    fields: list[dict[str, Any]] = [
+              {"start": at["version"], "end": at["version"] + 4, "expr": f"{P}_CHECKPOINT_VERSION", "size": 4},
+              {"start": at["spec_hash"], "end": at["spec_hash"] + 8, "expr": f"{P}_CHECKPOINT_SPEC_HASH", "size": 8},
+              {"start": at["length"], "end": at["length"] + 8, "expr": f"(uint64_t){P}_CHECKPOINT_BYTES", "size": 8},
+              {"start": at["crc32"], "end": at["crc32"] + 4, "expr": "crc", "size": 4}]
+    offset = at["params"]
+    for ck_param, param in zip(fmt.params, program.params, strict=True):
+        tensor = program.tensor(param.tensor)
+        if ck_param.offset != offset:
+            raise InternalError(f"checkpoint offset of {ck_param.export}: {ck_param.offset}, expected {offset}")
+        fields.append({"start": offset, "end": offset + 4 * tensor.size, "size": 4, "array": True,
+                       "expr": f"(uint64_t)(uint32_t)(int32_t)ctx->{tensor.name}[e]"})
+        offset += 4 * tensor.size
+    exprs = {"rng_state": "ctx->rng_state", "rng_inc": "ctx->rng_inc", "lr_inv": "(uint64_t)ctx->lr_inv",
+             "steps": "ctx->steps", "epoch": "ctx->epoch"}
+    for name, size, _ in CHECKPOINT_STATE:
+        fields.append({"start": at[name], "end": at[name] + size, "expr": exprs[name], "size": size})
+    for field in fields:
+        field.setdefault("array", False)  # a parameter's elements (indexed by e), even when it has just one
+    for before, after in zip(fields, fields[1:]):
+        if before["end"] > after["start"]:
+            raise InternalError(f"checkpoint fields overlap at byte {after['start']}")
+    if fields[-1]["end"] != fmt.total_bytes:
+        raise InternalError(f"checkpoint fields end at {fields[-1]['end']}, not {fmt.total_bytes}")
+    return fields
 
 
 def emit_firmware(program: Program, view: dict[str, Any]) -> dict[str, str]:

@@ -9,7 +9,9 @@ Fine-tuning on the device: with `start` (the bytes of a checkpoint of the same n
 `checkpoint.ngck` of a `nitrogen train` run on a PC), the checkpoint is stored in flash and `main.c`
 starts from it with `<name>_checkpoint_load()` instead of `<name>_init()`: parameters, learning rate, PRNG
 and step counter continue where the PC stopped. The spec hash ignores the batch size, so a run at batch
-64 fine-tunes on a device build of the same network at batch 1.
+64 fine-tunes on a device build of the same network at batch 1. With `save` (a file name), the firmware
+writes its checkpoint after training to that file on the debug host through semihosting (QEMU: next to the
+ELF), streamed with `<name>_checkpoint_read()`, so the fine-tuned model comes back to the PC.
 
 The expected output is computed by the NumPy reference (`expected_output`), never by the C.
 """
@@ -107,8 +109,16 @@ def start_checkpoint(compiled: Compiled, data: bytes, source: str) -> checkpoint
     return checkpoint.decode(fmt, data, source)
 
 
-def firmware_files(compiled: Compiled, target: Target, samples: Samples, start: bytes | None = None) -> dict[str, str]:
-    """The model files plus the example firmware for `target`; `start`: a checkpoint to fine-tune from."""
+SAVE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # a plain file name: no path, no C escapes
+
+
+def firmware_files(compiled: Compiled, target: Target, samples: Samples, start: bytes | None = None,
+                   save: str | None = None) -> dict[str, str]:
+    """The model files plus the example firmware for `target`; `start`: a checkpoint to fine-tune from;
+    `save`: the file the firmware writes its trained checkpoint to."""
+    if save is not None and not SAVE_NAME_RE.fullmatch(save):
+        raise NitrogenError([Diagnostic("E431", f"'{save}' is not a plain file name for the saved checkpoint",
+                                        hint="letters, digits, '_', '.' and '-', at most 64, e.g. fine_tuned.ngck")])
     program, model = compiled.program, compiled.model
     layout = plan(program, compiled.report)
     check_ram_budget(model, layout, target.ram_budget, f"RAM of {target.name} ({target.ram_bytes} bytes) minus "
@@ -120,17 +130,24 @@ def firmware_files(compiled: Compiled, target: Target, samples: Samples, start: 
         "train_labels": [[int(v) for v in b] for b in samples.train_labels],
         "eval_x": tuple(int(v) for v in samples.eval_x.reshape(-1)), "samples_doc": samples.doc,
         "ctx_bytes": layout.ctx_bytes, "ram_rows": ram_rows(layout), "float_regex": FLOAT_SYMBOL_RE,
-        "start": tuple(start) if start is not None else None,
+        "start": tuple(start) if start is not None else None, "save": save,
         "start_doc": _start_doc(start_checkpoint(compiled, start, "checkpoint")) if start is not None else "",
     }
     return {**compiled.files, **emit_firmware(program, view)}
+
+
+def saved_checkpoint(compiled: Compiled, ref: reference.Model, epoch: int) -> bytes:
+    """The checkpoint the firmware writes after training, from the reference's state (Python's writer)."""
+    state = checkpoint.State(ref.rng.state, ref.rng.inc, ref.lr_inv, ref.steps, epoch)
+    return checkpoint.encode(checkpoint_format(compiled.program, compiled.report), ref.params, state)
 
 
 def _start_doc(ck: checkpoint.Checkpoint) -> str:
     return f"a checkpoint after {ck.state.steps} steps (epoch {ck.state.epoch}, lr_inv {ck.state.lr_inv})"
 
 
-def expected_output(compiled: Compiled, target: Target, samples: Samples, start: bytes | None = None) -> str:
+def expected_output(compiled: Compiled, target: Target, samples: Samples, start: bytes | None = None,
+                    save: str | None = None) -> str:
     """The exact text main.c prints, computed by the NumPy reference from the same samples (and from the
     same checkpoint, decoded in Python, when the firmware starts from one)."""
     model = compiled.model
@@ -139,9 +156,11 @@ def expected_output(compiled: Compiled, target: Target, samples: Samples, start:
     lines = [f"nitrogen firmware: {model.name}, {target.name}, {steps} steps of batch {batch}, "
              f"context {ctx_bytes} bytes"]
     ref = reference.Model(model, seed=samples.seed)
+    epoch = 0
     if start is not None:
         ck = start_checkpoint(compiled, start, "checkpoint")
         checkpoint.restore(ref, ck)
+        epoch = ck.state.epoch
         lines.append(f"start: {_start_doc(ck)}")
     shape = (batch,) + model.input_shape
     for step in range(steps):
@@ -149,6 +168,9 @@ def expected_output(compiled: Compiled, target: Target, samples: Samples, start:
         lines.append(f"step {step + 1} status 0 loss {stats.loss} correct {stats.correct}")
     flat = np.concatenate([v.reshape(-1) for v in ref.params.values()]).astype("<i4")
     lines.append(f"params_crc32 0x{zlib.crc32(flat.tobytes()):08x}")
+    if save is not None:
+        saved = saved_checkpoint(compiled, ref, epoch)
+        lines.append(f"saved {save}: {len(saved)} bytes, crc32 0x{zlib.crc32(saved):08x}")
     logits = ref.predict(samples.eval_x.reshape((len(samples.eval_x),) + model.input_shape)).astype(np.int8)
     lines.append(f"logits_crc32 0x{zlib.crc32(logits.tobytes()):08x}")
     lines.append("predictions" + "".join(f" {int(np.argmax(row))}" for row in logits))
@@ -191,7 +213,9 @@ def run_qemu(elf: Path, target: Target, timeout: float = 300.0) -> tuple[int, st
                "-serial", "none", "-chardev", "stdio,id=sh0",
                "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(elf)]
     try:
-        proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        # In the ELF's directory: files the firmware writes through semihosting (a checkpoint) land there.
+        proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                              cwd=elf.parent)
     except subprocess.TimeoutExpired:
         raise NitrogenError([Diagnostic("E906", f"{elf.name} did not finish within {timeout:.0f} s under QEMU "
                                         f"({target.qemu_machine})")]) from None

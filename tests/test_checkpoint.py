@@ -145,6 +145,27 @@ int main(int argc, char **argv) {
         printf("changed %lu\n", touched);
         return 0;
     }
+    if (strcmp(cmd, "stream") == 0 && argc == 5) {         /* stream IN CHUNK OUT: load, then _read() in chunks */
+        const size_t n = slurp(argv[2], buf, sizeof buf);
+        const uint32_t chunk = (uint32_t)strtoul(argv[3], NULL, 10);
+        FILE *f;
+        if (@p@_checkpoint_load(&net, buf, n) != @P@_OK) die("load");
+        memcpy(&copy, &net, sizeof net);
+        f = fopen(argv[4], "wb");
+        if (f == NULL) die(argv[4]);
+        for (uint32_t at = 0; at < @P@_CHECKPOINT_BYTES; at += chunk) {
+            const uint32_t len = @P@_CHECKPOINT_BYTES - at < chunk ? @P@_CHECKPOINT_BYTES - at : chunk;
+            if (@p@_checkpoint_read(&net, at, out, len) != @P@_OK) die("read");
+            if (fwrite(out, 1, len, f) != len) die("write");
+        }
+        if (fclose(f) != 0) die("close");
+        printf("%d %d %d %d %d %d\n", (int)@p@_checkpoint_read(&net, @P@_CHECKPOINT_BYTES, out, 0u),
+               (int)@p@_checkpoint_read(&net, @P@_CHECKPOINT_BYTES - 1u, out, 2u),
+               (int)@p@_checkpoint_read(&net, @P@_CHECKPOINT_BYTES + 1u, out, 0u),
+               (int)@p@_checkpoint_read(NULL, 0u, out, 1u), (int)@p@_checkpoint_read(&net, 0u, NULL, 1u),
+               changed());
+        return 0;
+    }
     if (strcmp(cmd, "api") == 0 && argc == 2) {            /* argument errors of save and load */
         size_t written = 123u;
         int untouched = 1, st;
@@ -491,3 +512,27 @@ def test_evaluate_rejects_bad_checkpoints_with_a_diagnostic(tmp_path: Path) -> N
         assert proc.returncode == 1, (name, proc.stderr)
         assert f"error[{code}]" in proc.stderr and words in proc.stderr and str(path) in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+ONE_WEIGHT_CONV = ("name: one_weight\ninput: [1, 4, 4]\nnum_classes: 2\nlayers:\n"
+                   "  - {kind: conv, out_channels: 1, kernel: 1}\ntrain: {batch_size: 2}\n")
+
+
+@pytest.mark.parametrize("spec", ["tiny_mlp.yaml", "tiny_cnn.yaml", "tiny_reference.yaml", "one-weight conv"])
+def test_streamed_checkpoint_equals_the_python_writer(tool, spec: str) -> None:  # type: ignore[no-untyped-def]
+    """`<name>_checkpoint_read()` in chunks of any size (1 byte, chunks that split the CRC field and the
+    parameters, the whole image) gives exactly the bytes of the Python writer fed by the reference; bad
+    ranges and NULL pointers are ERR_ARG, and the context is never modified."""
+    # The one-weight conv: a parameter tensor of a single element (found by the property tests).
+    model = nitrogen.parse_spec_text(ONE_WEIGHT_CONV, "one.yaml") if spec == "one-weight conv" else load(spec)
+    t = tool(model)
+    _, xs, ys = t.batches(3, 5)
+    data = reference_checkpoint(model, 11, 700, 4, xs, ys, 3)
+    source = t.work / "stream-in.ngck"
+    source.write_bytes(data)
+    for chunk in (1, 5, 26, 27, 4096):
+        out = t.work / f"stream-{chunk}.ngck"
+        codes = t.run("stream", source, chunk, out).split()
+        assert out.read_bytes() == data, chunk
+        ok, arg = str(CODE["OK"]), str(CODE["ERR_ARG"])
+        assert codes == [ok, arg, arg, arg, arg, "0"], codes

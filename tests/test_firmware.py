@@ -287,21 +287,40 @@ def test_fine_tuning_from_a_pc_checkpoint_on_the_device(tmp_path: Path, spec: st
     """The firmware starts from a checkpoint trained at another batch size (in flash, loaded with
     <name>_checkpoint_load) instead of init: under QEMU, on the host and in the reference (which restores
     the same checkpoint in Python) the fine-tuning steps, parameters and predictions agree bit for bit,
-    and they differ from a firmware that starts from init."""
+    and they differ from a firmware that starts from init. The fine-tuned checkpoint the device writes
+    back through semihosting (streamed with _checkpoint_read) is, byte for byte, the reference's state
+    after the same steps in Python's checkpoint writer, and it loads for evaluation on the PC."""
+    from nitrogen import checkpoint, reference
+
     model = with_semantics(nitrogen.load_spec(SPECS / f"{spec}.yaml"), mode)
     compiled = compile_model(model)
     start = _pc_checkpoint(model, batch=3, steps=6, lr_inv=1536)
     samples = firmware.default_samples(model, steps=3, seed=4)
     directory = tmp_path / "fw"
     directory.mkdir()
-    for name, text in firmware.firmware_files(compiled, CORTEX_M0PLUS, samples, start).items():
+    files = firmware.firmware_files(compiled, CORTEX_M0PLUS, samples, start, save="tuned.ngck")
+    for name, text in files.items():
         (directory / name).write_text(text)
-    expected = firmware.expected_output(compiled, CORTEX_M0PLUS, samples, start)
+    expected = firmware.expected_output(compiled, CORTEX_M0PLUS, samples, start, save="tuned.ngck")
     assert expected.split("\n")[1] == "start: a checkpoint after 6 steps (epoch 2, lr_inv 1536)"
     status, device = firmware.run_qemu(firmware.build(directory), CORTEX_M0PLUS, timeout=120)
     assert status == 0, device
-    host = subprocess.run([str(firmware.build(directory, f"host_{spec}"))], capture_output=True, text=True)
+    from_device = (directory / "tuned.ngck").read_bytes()
+    host = subprocess.run([str(firmware.build(directory, f"host_{spec}"))], capture_output=True, text=True,
+                          cwd=directory)
     assert device == host.stdout == expected
+    assert (directory / "tuned.ngck").read_bytes() == from_device
+
+    # The reference's own continuation: restore the start checkpoint, train the same samples, encode.
+    fmt = checkpoint.format_of(model)
+    ref = reference.Model(model, seed=0)
+    checkpoint.restore(ref, checkpoint.decode(fmt, start))
+    shape = (model.train.batch_size,) + model.input_shape
+    for step in range(3):
+        ref.train_step(samples.train_x[step].reshape(shape), samples.train_labels[step])
+    state = checkpoint.State(ref.rng.state, ref.rng.inc, ref.lr_inv, ref.steps, 2)
+    assert from_device == checkpoint.encode(fmt, ref.params, state)
+    assert checkpoint.decode(fmt, from_device).state.steps == 9
     from_init = firmware.expected_output(compiled, CORTEX_M0PLUS, samples)
     crc = [line for line in expected.split("\n") if line.startswith("params_crc32")]
     assert crc and crc[0] not in from_init
@@ -318,6 +337,11 @@ def test_cli_compile_from_checkpoint(tmp_path: Path) -> None:
                 "--from-checkpoint", str(good), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ng_start_checkpoint" in (out / "samples.h").read_text()
+    for bad in ("../x.ngck", "a b", 'q"uote', ""):
+        proc = _cli("compile", str(SPECS / "tiny_mlp.yaml"), "--target", "cortex-m4", "-o", str(tmp_path / "nope"),
+                    "--save-checkpoint", bad, cwd=tmp_path)
+        assert proc.returncode in (1, 2) and not (tmp_path / "nope").exists(), proc.stderr
+        assert proc.returncode == 2 or "error[E431]" in proc.stderr, proc.stderr
     status, text = firmware.run_qemu(firmware.build(out), CORTEX_M0PLUS)
     assert status == 0 and "start: a checkpoint after 2 steps (epoch 2, lr_inv 512)\n" in text, text
 

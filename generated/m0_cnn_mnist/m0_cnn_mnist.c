@@ -1387,6 +1387,114 @@ m0_cnn_mnist_status_t m0_cnn_mnist_checkpoint_save(const m0_cnn_mnist_ctx_t *ctx
     return M0_CNN_MNIST_OK;
 }
 
+/** Byte `pos` (< M0_CNN_MNIST_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const m0_cnn_mnist_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = M0_CNN_MNIST_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = M0_CNN_MNIST_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)M0_CNN_MNIST_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 316u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 9276u) {
+        const uint32_t e = (pos - 316u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 316u + 4u * e;
+    }
+    else if (pos < 13884u) {
+        const uint32_t e = (pos - 9276u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 9276u + 4u * e;
+    }
+    else if (pos < 24124u) {
+        const uint32_t e = (pos - 13884u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 13884u + 4u * e;
+    }
+    else if (pos < 33340u) {
+        const uint32_t e = (pos - 24124u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_w[e];
+        at = 24124u + 4u * e;
+    }
+    else if (pos < 43580u) {
+        const uint32_t e = (pos - 33340u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_l_w[e];
+        at = 33340u + 4u * e;
+    }
+    else if (pos < 62012u) {
+        const uint32_t e = (pos - 43580u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_w[e];
+        at = 43580u + 4u * e;
+    }
+    else if (pos < 63292u) {
+        const uint32_t e = (pos - 62012u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_l_w[e];
+        at = 62012u + 4u * e;
+    }
+    else if (pos < 64572u) {
+        const uint32_t e = (pos - 63292u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 63292u + 4u * e;
+    }
+    else if (pos < 64580u) {
+        v = ctx->rng_state;
+        at = 64572u;
+    }
+    else if (pos < 64588u) {
+        v = ctx->rng_inc;
+        at = 64580u;
+    }
+    else if (pos < 64596u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 64588u;
+    }
+    else if (pos < 64600u) {
+        v = ctx->steps;
+        at = 64596u;
+    }
+    else if (pos < 64604u) {
+        v = ctx->epoch;
+        at = 64600u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+m0_cnn_mnist_status_t m0_cnn_mnist_checkpoint_read(const m0_cnn_mnist_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > M0_CNN_MNIST_CHECKPOINT_BYTES ||
+        n > (size_t)(M0_CNN_MNIST_CHECKPOINT_BYTES - offset)) return M0_CNN_MNIST_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < M0_CNN_MNIST_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return M0_CNN_MNIST_OK;
+}
+
 m0_cnn_mnist_status_t m0_cnn_mnist_checkpoint_load(m0_cnn_mnist_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

@@ -276,6 +276,18 @@ uint32_t m0_cnn_mnist_params_crc32(const m0_cnn_mnist_ctx_t *ctx);
 m0_cnn_mnist_status_t m0_cnn_mnist_checkpoint_save(const m0_cnn_mnist_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
 
 /**
+ * @brief Bytes [offset, offset + n) of the checkpoint m0_cnn_mnist_checkpoint_save() would write, without a
+ *        M0_CNN_MNIST_CHECKPOINT_BYTES buffer: call it chunk by chunk to stream a checkpoint to flash pages, a
+ *        UART or a file. A chunk that overlaps the CRC field (bytes 24..27) costs one pass over the image.
+ * @param ctx     The context, not modified; do not train between the chunks of one checkpoint.
+ * @param offset  In [0, M0_CNN_MNIST_CHECKPOINT_BYTES].
+ * @param[out] buf  n bytes.
+ * @param n       offset + n <= M0_CNN_MNIST_CHECKPOINT_BYTES.
+ * @return M0_CNN_MNIST_OK; M0_CNN_MNIST_ERR_ARG for a NULL ctx or buf, or a range past the end.
+ */
+m0_cnn_mnist_status_t m0_cnn_mnist_checkpoint_read(const m0_cnn_mnist_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n);
+
+/**
  * @brief Restore a checkpoint written by m0_cnn_mnist_checkpoint_save() (or by nitrogen's Python) for this network.
  *
  * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.

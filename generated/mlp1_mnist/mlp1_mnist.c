@@ -635,6 +635,94 @@ mlp1_mnist_status_t mlp1_mnist_checkpoint_save(const mlp1_mnist_ctx_t *ctx, uint
     return MLP1_MNIST_OK;
 }
 
+/** Byte `pos` (< MLP1_MNIST_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const mlp1_mnist_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = MLP1_MNIST_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = MLP1_MNIST_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)MLP1_MNIST_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 313628u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 317628u) {
+        const uint32_t e = (pos - 313628u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 313628u + 4u * e;
+    }
+    else if (pos < 337628u) {
+        const uint32_t e = (pos - 317628u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 317628u + 4u * e;
+    }
+    else if (pos < 339628u) {
+        const uint32_t e = (pos - 337628u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 337628u + 4u * e;
+    }
+    else if (pos < 341628u) {
+        const uint32_t e = (pos - 339628u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 339628u + 4u * e;
+    }
+    else if (pos < 341636u) {
+        v = ctx->rng_state;
+        at = 341628u;
+    }
+    else if (pos < 341644u) {
+        v = ctx->rng_inc;
+        at = 341636u;
+    }
+    else if (pos < 341652u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 341644u;
+    }
+    else if (pos < 341656u) {
+        v = ctx->steps;
+        at = 341652u;
+    }
+    else if (pos < 341660u) {
+        v = ctx->epoch;
+        at = 341656u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+mlp1_mnist_status_t mlp1_mnist_checkpoint_read(const mlp1_mnist_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > MLP1_MNIST_CHECKPOINT_BYTES ||
+        n > (size_t)(MLP1_MNIST_CHECKPOINT_BYTES - offset)) return MLP1_MNIST_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < MLP1_MNIST_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return MLP1_MNIST_OK;
+}
+
 mlp1_mnist_status_t mlp1_mnist_checkpoint_load(mlp1_mnist_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

@@ -787,6 +787,104 @@ mlp2_fmnist_status_t mlp2_fmnist_checkpoint_save(const mlp2_fmnist_ctx_t *ctx, u
     return MLP2_FMNIST_OK;
 }
 
+/** Byte `pos` (< MLP2_FMNIST_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const mlp2_fmnist_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = MLP2_FMNIST_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = MLP2_FMNIST_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)MLP2_FMNIST_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 627228u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 635228u) {
+        const uint32_t e = (pos - 627228u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 627228u + 4u * e;
+    }
+    else if (pos < 715228u) {
+        const uint32_t e = (pos - 635228u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 635228u + 4u * e;
+    }
+    else if (pos < 719228u) {
+        const uint32_t e = (pos - 715228u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 715228u + 4u * e;
+    }
+    else if (pos < 739228u) {
+        const uint32_t e = (pos - 719228u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_w[e];
+        at = 719228u + 4u * e;
+    }
+    else if (pos < 741228u) {
+        const uint32_t e = (pos - 739228u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_l_w[e];
+        at = 739228u + 4u * e;
+    }
+    else if (pos < 743228u) {
+        const uint32_t e = (pos - 741228u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 741228u + 4u * e;
+    }
+    else if (pos < 743236u) {
+        v = ctx->rng_state;
+        at = 743228u;
+    }
+    else if (pos < 743244u) {
+        v = ctx->rng_inc;
+        at = 743236u;
+    }
+    else if (pos < 743252u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 743244u;
+    }
+    else if (pos < 743256u) {
+        v = ctx->steps;
+        at = 743252u;
+    }
+    else if (pos < 743260u) {
+        v = ctx->epoch;
+        at = 743256u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+mlp2_fmnist_status_t mlp2_fmnist_checkpoint_read(const mlp2_fmnist_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > MLP2_FMNIST_CHECKPOINT_BYTES ||
+        n > (size_t)(MLP2_FMNIST_CHECKPOINT_BYTES - offset)) return MLP2_FMNIST_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < MLP2_FMNIST_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return MLP2_FMNIST_OK;
+}
+
 mlp2_fmnist_status_t mlp2_fmnist_checkpoint_load(mlp2_fmnist_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

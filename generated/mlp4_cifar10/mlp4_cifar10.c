@@ -918,6 +918,104 @@ mlp4_cifar10_status_t mlp4_cifar10_checkpoint_save(const mlp4_cifar10_ctx_t *ctx
     return MLP4_CIFAR10_OK;
 }
 
+/** Byte `pos` (< MLP4_CIFAR10_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const mlp4_cifar10_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = MLP4_CIFAR10_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = MLP4_CIFAR10_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)MLP4_CIFAR10_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 36864028u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 36984028u) {
+        const uint32_t e = (pos - 36864028u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 36864028u + 4u * e;
+    }
+    else if (pos < 72984028u) {
+        const uint32_t e = (pos - 36984028u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 36984028u + 4u * e;
+    }
+    else if (pos < 73104028u) {
+        const uint32_t e = (pos - 72984028u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 72984028u + 4u * e;
+    }
+    else if (pos < 109104028u) {
+        const uint32_t e = (pos - 73104028u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_w[e];
+        at = 73104028u + 4u * e;
+    }
+    else if (pos < 109224028u) {
+        const uint32_t e = (pos - 109104028u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_l_w[e];
+        at = 109104028u + 4u * e;
+    }
+    else if (pos < 109344028u) {
+        const uint32_t e = (pos - 109224028u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 109224028u + 4u * e;
+    }
+    else if (pos < 109344036u) {
+        v = ctx->rng_state;
+        at = 109344028u;
+    }
+    else if (pos < 109344044u) {
+        v = ctx->rng_inc;
+        at = 109344036u;
+    }
+    else if (pos < 109344052u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 109344044u;
+    }
+    else if (pos < 109344056u) {
+        v = ctx->steps;
+        at = 109344052u;
+    }
+    else if (pos < 109344060u) {
+        v = ctx->epoch;
+        at = 109344056u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+mlp4_cifar10_status_t mlp4_cifar10_checkpoint_read(const mlp4_cifar10_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > MLP4_CIFAR10_CHECKPOINT_BYTES ||
+        n > (size_t)(MLP4_CIFAR10_CHECKPOINT_BYTES - offset)) return MLP4_CIFAR10_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < MLP4_CIFAR10_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return MLP4_CIFAR10_OK;
+}
+
 mlp4_cifar10_status_t mlp4_cifar10_checkpoint_load(mlp4_cifar10_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

@@ -260,6 +260,18 @@ uint32_t tiny_cnn_params_crc32(const tiny_cnn_ctx_t *ctx);
 tiny_cnn_status_t tiny_cnn_checkpoint_save(const tiny_cnn_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
 
 /**
+ * @brief Bytes [offset, offset + n) of the checkpoint tiny_cnn_checkpoint_save() would write, without a
+ *        TINY_CNN_CHECKPOINT_BYTES buffer: call it chunk by chunk to stream a checkpoint to flash pages, a
+ *        UART or a file. A chunk that overlaps the CRC field (bytes 24..27) costs one pass over the image.
+ * @param ctx     The context, not modified; do not train between the chunks of one checkpoint.
+ * @param offset  In [0, TINY_CNN_CHECKPOINT_BYTES].
+ * @param[out] buf  n bytes.
+ * @param n       offset + n <= TINY_CNN_CHECKPOINT_BYTES.
+ * @return TINY_CNN_OK; TINY_CNN_ERR_ARG for a NULL ctx or buf, or a range past the end.
+ */
+tiny_cnn_status_t tiny_cnn_checkpoint_read(const tiny_cnn_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n);
+
+/**
  * @brief Restore a checkpoint written by tiny_cnn_checkpoint_save() (or by nitrogen's Python) for this network.
  *
  * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.

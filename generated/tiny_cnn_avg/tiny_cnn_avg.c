@@ -854,6 +854,94 @@ tiny_cnn_avg_status_t tiny_cnn_avg_checkpoint_save(const tiny_cnn_avg_ctx_t *ctx
     return TINY_CNN_AVG_OK;
 }
 
+/** Byte `pos` (< TINY_CNN_AVG_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const tiny_cnn_avg_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = TINY_CNN_AVG_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = TINY_CNN_AVG_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)TINY_CNN_AVG_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 316u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 1084u) {
+        const uint32_t e = (pos - 316u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 316u + 4u * e;
+    }
+    else if (pos < 1276u) {
+        const uint32_t e = (pos - 1084u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 1084u + 4u * e;
+    }
+    else if (pos < 1600u) {
+        const uint32_t e = (pos - 1276u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 1276u + 4u * e;
+    }
+    else if (pos < 1924u) {
+        const uint32_t e = (pos - 1600u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 1600u + 4u * e;
+    }
+    else if (pos < 1932u) {
+        v = ctx->rng_state;
+        at = 1924u;
+    }
+    else if (pos < 1940u) {
+        v = ctx->rng_inc;
+        at = 1932u;
+    }
+    else if (pos < 1948u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 1940u;
+    }
+    else if (pos < 1952u) {
+        v = ctx->steps;
+        at = 1948u;
+    }
+    else if (pos < 1956u) {
+        v = ctx->epoch;
+        at = 1952u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+tiny_cnn_avg_status_t tiny_cnn_avg_checkpoint_read(const tiny_cnn_avg_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > TINY_CNN_AVG_CHECKPOINT_BYTES ||
+        n > (size_t)(TINY_CNN_AVG_CHECKPOINT_BYTES - offset)) return TINY_CNN_AVG_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < TINY_CNN_AVG_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return TINY_CNN_AVG_OK;
+}
+
 tiny_cnn_avg_status_t tiny_cnn_avg_checkpoint_load(tiny_cnn_avg_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

@@ -1133,6 +1133,104 @@ tiny_cnn_ref_status_t tiny_cnn_ref_checkpoint_save(const tiny_cnn_ref_ctx_t *ctx
     return TINY_CNN_REF_OK;
 }
 
+/** Byte `pos` (< TINY_CNN_REF_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const tiny_cnn_ref_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = TINY_CNN_REF_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = TINY_CNN_REF_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)TINY_CNN_REF_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 100u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 244u) {
+        const uint32_t e = (pos - 100u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 100u + 4u * e;
+    }
+    else if (pos < 1244u) {
+        const uint32_t e = (pos - 244u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 244u + 4u * e;
+    }
+    else if (pos < 1304u) {
+        const uint32_t e = (pos - 1244u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 1244u + 4u * e;
+    }
+    else if (pos < 1384u) {
+        const uint32_t e = (pos - 1304u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_w[e];
+        at = 1304u + 4u * e;
+    }
+    else if (pos < 1432u) {
+        const uint32_t e = (pos - 1384u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_l_w[e];
+        at = 1384u + 4u * e;
+    }
+    else if (pos < 1480u) {
+        const uint32_t e = (pos - 1432u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 1432u + 4u * e;
+    }
+    else if (pos < 1488u) {
+        v = ctx->rng_state;
+        at = 1480u;
+    }
+    else if (pos < 1496u) {
+        v = ctx->rng_inc;
+        at = 1488u;
+    }
+    else if (pos < 1504u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 1496u;
+    }
+    else if (pos < 1508u) {
+        v = ctx->steps;
+        at = 1504u;
+    }
+    else if (pos < 1512u) {
+        v = ctx->epoch;
+        at = 1508u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+tiny_cnn_ref_status_t tiny_cnn_ref_checkpoint_read(const tiny_cnn_ref_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > TINY_CNN_REF_CHECKPOINT_BYTES ||
+        n > (size_t)(TINY_CNN_REF_CHECKPOINT_BYTES - offset)) return TINY_CNN_REF_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < TINY_CNN_REF_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return TINY_CNN_REF_OK;
+}
+
 tiny_cnn_ref_status_t tiny_cnn_ref_checkpoint_load(tiny_cnn_ref_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

@@ -518,6 +518,84 @@ tiny_saturate_status_t tiny_saturate_checkpoint_save(const tiny_saturate_ctx_t *
     return TINY_SATURATE_OK;
 }
 
+/** Byte `pos` (< TINY_SATURATE_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const tiny_saturate_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = TINY_SATURATE_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = TINY_SATURATE_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)TINY_SATURATE_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 668u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 868u) {
+        const uint32_t e = (pos - 668u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 668u + 4u * e;
+    }
+    else if (pos < 1068u) {
+        const uint32_t e = (pos - 868u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 868u + 4u * e;
+    }
+    else if (pos < 1076u) {
+        v = ctx->rng_state;
+        at = 1068u;
+    }
+    else if (pos < 1084u) {
+        v = ctx->rng_inc;
+        at = 1076u;
+    }
+    else if (pos < 1092u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 1084u;
+    }
+    else if (pos < 1096u) {
+        v = ctx->steps;
+        at = 1092u;
+    }
+    else if (pos < 1100u) {
+        v = ctx->epoch;
+        at = 1096u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+tiny_saturate_status_t tiny_saturate_checkpoint_read(const tiny_saturate_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > TINY_SATURATE_CHECKPOINT_BYTES ||
+        n > (size_t)(TINY_SATURATE_CHECKPOINT_BYTES - offset)) return TINY_SATURATE_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < TINY_SATURATE_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return TINY_SATURATE_OK;
+}
+
 tiny_saturate_status_t tiny_saturate_checkpoint_load(tiny_saturate_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

@@ -3153,6 +3153,174 @@ vgg11b_cifar10_status_t vgg11b_cifar10_checkpoint_save(const vgg11b_cifar10_ctx_
     return VGG11B_CIFAR10_OK;
 }
 
+/** Byte `pos` (< VGG11B_CIFAR10_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const vgg11b_cifar10_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = VGG11B_CIFAR10_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = VGG11B_CIFAR10_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)VGG11B_CIFAR10_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 13852u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 177692u) {
+        const uint32_t e = (pos - 13852u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 13852u + 4u * e;
+    }
+    else if (pos < 767516u) {
+        const uint32_t e = (pos - 177692u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 177692u + 4u * e;
+    }
+    else if (pos < 931356u) {
+        const uint32_t e = (pos - 767516u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 767516u + 4u * e;
+    }
+    else if (pos < 1521180u) {
+        const uint32_t e = (pos - 931356u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_w[e];
+        at = 931356u + 4u * e;
+    }
+    else if (pos < 1685020u) {
+        const uint32_t e = (pos - 1521180u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_l_w[e];
+        at = 1521180u + 4u * e;
+    }
+    else if (pos < 2864668u) {
+        const uint32_t e = (pos - 1685020u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_w[e];
+        at = 1685020u + 4u * e;
+    }
+    else if (pos < 3028508u) {
+        const uint32_t e = (pos - 2864668u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_l_w[e];
+        at = 2864668u + 4u * e;
+    }
+    else if (pos < 5387804u) {
+        const uint32_t e = (pos - 3028508u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_w[e];
+        at = 3028508u + 4u * e;
+    }
+    else if (pos < 5551644u) {
+        const uint32_t e = (pos - 5387804u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_l_w[e];
+        at = 5387804u + 4u * e;
+    }
+    else if (pos < 10270236u) {
+        const uint32_t e = (pos - 5551644u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_w[e];
+        at = 5551644u + 4u * e;
+    }
+    else if (pos < 10434076u) {
+        const uint32_t e = (pos - 10270236u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_l_w[e];
+        at = 10270236u + 4u * e;
+    }
+    else if (pos < 19871260u) {
+        const uint32_t e = (pos - 10434076u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_w[e];
+        at = 10434076u + 4u * e;
+    }
+    else if (pos < 20035100u) {
+        const uint32_t e = (pos - 19871260u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_l_w[e];
+        at = 19871260u + 4u * e;
+    }
+    else if (pos < 29472284u) {
+        const uint32_t e = (pos - 20035100u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b7_w[e];
+        at = 20035100u + 4u * e;
+    }
+    else if (pos < 29636124u) {
+        const uint32_t e = (pos - 29472284u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b7_l_w[e];
+        at = 29472284u + 4u * e;
+    }
+    else if (pos < 39073308u) {
+        const uint32_t e = (pos - 29636124u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b8_w[e];
+        at = 29636124u + 4u * e;
+    }
+    else if (pos < 39237148u) {
+        const uint32_t e = (pos - 39073308u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b8_l_w[e];
+        at = 39073308u + 4u * e;
+    }
+    else if (pos < 47625756u) {
+        const uint32_t e = (pos - 39237148u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b9_w[e];
+        at = 39237148u + 4u * e;
+    }
+    else if (pos < 47666716u) {
+        const uint32_t e = (pos - 47625756u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b9_l_w[e];
+        at = 47625756u + 4u * e;
+    }
+    else if (pos < 47707676u) {
+        const uint32_t e = (pos - 47666716u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 47666716u + 4u * e;
+    }
+    else if (pos < 47707684u) {
+        v = ctx->rng_state;
+        at = 47707676u;
+    }
+    else if (pos < 47707692u) {
+        v = ctx->rng_inc;
+        at = 47707684u;
+    }
+    else if (pos < 47707700u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 47707692u;
+    }
+    else if (pos < 47707704u) {
+        v = ctx->steps;
+        at = 47707700u;
+    }
+    else if (pos < 47707708u) {
+        v = ctx->epoch;
+        at = 47707704u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+vgg11b_cifar10_status_t vgg11b_cifar10_checkpoint_read(const vgg11b_cifar10_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > VGG11B_CIFAR10_CHECKPOINT_BYTES ||
+        n > (size_t)(VGG11B_CIFAR10_CHECKPOINT_BYTES - offset)) return VGG11B_CIFAR10_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < VGG11B_CIFAR10_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return VGG11B_CIFAR10_OK;
+}
+
 vgg11b_cifar10_status_t vgg11b_cifar10_checkpoint_load(vgg11b_cifar10_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

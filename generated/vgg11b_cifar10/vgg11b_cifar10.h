@@ -410,6 +410,18 @@ uint32_t vgg11b_cifar10_params_crc32(const vgg11b_cifar10_ctx_t *ctx);
 vgg11b_cifar10_status_t vgg11b_cifar10_checkpoint_save(const vgg11b_cifar10_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
 
 /**
+ * @brief Bytes [offset, offset + n) of the checkpoint vgg11b_cifar10_checkpoint_save() would write, without a
+ *        VGG11B_CIFAR10_CHECKPOINT_BYTES buffer: call it chunk by chunk to stream a checkpoint to flash pages, a
+ *        UART or a file. A chunk that overlaps the CRC field (bytes 24..27) costs one pass over the image.
+ * @param ctx     The context, not modified; do not train between the chunks of one checkpoint.
+ * @param offset  In [0, VGG11B_CIFAR10_CHECKPOINT_BYTES].
+ * @param[out] buf  n bytes.
+ * @param n       offset + n <= VGG11B_CIFAR10_CHECKPOINT_BYTES.
+ * @return VGG11B_CIFAR10_OK; VGG11B_CIFAR10_ERR_ARG for a NULL ctx or buf, or a range past the end.
+ */
+vgg11b_cifar10_status_t vgg11b_cifar10_checkpoint_read(const vgg11b_cifar10_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n);
+
+/**
  * @brief Restore a checkpoint written by vgg11b_cifar10_checkpoint_save() (or by nitrogen's Python) for this network.
  *
  * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.

@@ -2372,6 +2372,144 @@ vgg8b_cifar10_status_t vgg8b_cifar10_checkpoint_save(const vgg8b_cifar10_ctx_t *
     return VGG8B_CIFAR10_OK;
 }
 
+/** Byte `pos` (< VGG8B_CIFAR10_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const vgg8b_cifar10_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = VGG8B_CIFAR10_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = VGG8B_CIFAR10_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)VGG8B_CIFAR10_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 13852u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 177692u) {
+        const uint32_t e = (pos - 13852u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 13852u + 4u * e;
+    }
+    else if (pos < 1357340u) {
+        const uint32_t e = (pos - 177692u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 177692u + 4u * e;
+    }
+    else if (pos < 1521180u) {
+        const uint32_t e = (pos - 1357340u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 1357340u + 4u * e;
+    }
+    else if (pos < 3880476u) {
+        const uint32_t e = (pos - 1521180u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_w[e];
+        at = 1521180u + 4u * e;
+    }
+    else if (pos < 4044316u) {
+        const uint32_t e = (pos - 3880476u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_l_w[e];
+        at = 3880476u + 4u * e;
+    }
+    else if (pos < 8762908u) {
+        const uint32_t e = (pos - 4044316u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_w[e];
+        at = 4044316u + 4u * e;
+    }
+    else if (pos < 8926748u) {
+        const uint32_t e = (pos - 8762908u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_l_w[e];
+        at = 8762908u + 4u * e;
+    }
+    else if (pos < 18363932u) {
+        const uint32_t e = (pos - 8926748u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_w[e];
+        at = 8926748u + 4u * e;
+    }
+    else if (pos < 18527772u) {
+        const uint32_t e = (pos - 18363932u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_l_w[e];
+        at = 18363932u + 4u * e;
+    }
+    else if (pos < 27964956u) {
+        const uint32_t e = (pos - 18527772u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_w[e];
+        at = 18527772u + 4u * e;
+    }
+    else if (pos < 28128796u) {
+        const uint32_t e = (pos - 27964956u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_l_w[e];
+        at = 27964956u + 4u * e;
+    }
+    else if (pos < 36517404u) {
+        const uint32_t e = (pos - 28128796u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_w[e];
+        at = 28128796u + 4u * e;
+    }
+    else if (pos < 36558364u) {
+        const uint32_t e = (pos - 36517404u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_l_w[e];
+        at = 36517404u + 4u * e;
+    }
+    else if (pos < 36599324u) {
+        const uint32_t e = (pos - 36558364u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 36558364u + 4u * e;
+    }
+    else if (pos < 36599332u) {
+        v = ctx->rng_state;
+        at = 36599324u;
+    }
+    else if (pos < 36599340u) {
+        v = ctx->rng_inc;
+        at = 36599332u;
+    }
+    else if (pos < 36599348u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 36599340u;
+    }
+    else if (pos < 36599352u) {
+        v = ctx->steps;
+        at = 36599348u;
+    }
+    else if (pos < 36599356u) {
+        v = ctx->epoch;
+        at = 36599352u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+vgg8b_cifar10_status_t vgg8b_cifar10_checkpoint_read(const vgg8b_cifar10_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > VGG8B_CIFAR10_CHECKPOINT_BYTES ||
+        n > (size_t)(VGG8B_CIFAR10_CHECKPOINT_BYTES - offset)) return VGG8B_CIFAR10_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < VGG8B_CIFAR10_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return VGG8B_CIFAR10_OK;
+}
+
 vgg8b_cifar10_status_t vgg8b_cifar10_checkpoint_load(vgg8b_cifar10_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

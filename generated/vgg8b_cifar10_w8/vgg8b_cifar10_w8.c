@@ -2230,6 +2230,144 @@ vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_checkpoint_save(const vgg8b_cifar10_w
     return VGG8B_CIFAR10_W8_OK;
 }
 
+/** Byte `pos` (< VGG8B_CIFAR10_W8_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const vgg8b_cifar10_w8_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = VGG8B_CIFAR10_W8_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = VGG8B_CIFAR10_W8_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)VGG8B_CIFAR10_W8_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 1756u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 22236u) {
+        const uint32_t e = (pos - 1756u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 1756u + 4u * e;
+    }
+    else if (pos < 40668u) {
+        const uint32_t e = (pos - 22236u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 22236u + 4u * e;
+    }
+    else if (pos < 61148u) {
+        const uint32_t e = (pos - 40668u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 40668u + 4u * e;
+    }
+    else if (pos < 98012u) {
+        const uint32_t e = (pos - 61148u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_w[e];
+        at = 61148u + 4u * e;
+    }
+    else if (pos < 118492u) {
+        const uint32_t e = (pos - 98012u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_l_w[e];
+        at = 98012u + 4u * e;
+    }
+    else if (pos < 192220u) {
+        const uint32_t e = (pos - 118492u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_w[e];
+        at = 118492u + 4u * e;
+    }
+    else if (pos < 212700u) {
+        const uint32_t e = (pos - 192220u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_l_w[e];
+        at = 192220u + 4u * e;
+    }
+    else if (pos < 360156u) {
+        const uint32_t e = (pos - 212700u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_w[e];
+        at = 212700u + 4u * e;
+    }
+    else if (pos < 380636u) {
+        const uint32_t e = (pos - 360156u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_l_w[e];
+        at = 360156u + 4u * e;
+    }
+    else if (pos < 528092u) {
+        const uint32_t e = (pos - 380636u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_w[e];
+        at = 380636u + 4u * e;
+    }
+    else if (pos < 548572u) {
+        const uint32_t e = (pos - 528092u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_l_w[e];
+        at = 528092u + 4u * e;
+    }
+    else if (pos < 679644u) {
+        const uint32_t e = (pos - 548572u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_w[e];
+        at = 548572u + 4u * e;
+    }
+    else if (pos < 684764u) {
+        const uint32_t e = (pos - 679644u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_l_w[e];
+        at = 679644u + 4u * e;
+    }
+    else if (pos < 689884u) {
+        const uint32_t e = (pos - 684764u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 684764u + 4u * e;
+    }
+    else if (pos < 689892u) {
+        v = ctx->rng_state;
+        at = 689884u;
+    }
+    else if (pos < 689900u) {
+        v = ctx->rng_inc;
+        at = 689892u;
+    }
+    else if (pos < 689908u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 689900u;
+    }
+    else if (pos < 689912u) {
+        v = ctx->steps;
+        at = 689908u;
+    }
+    else if (pos < 689916u) {
+        v = ctx->epoch;
+        at = 689912u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_checkpoint_read(const vgg8b_cifar10_w8_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > VGG8B_CIFAR10_W8_CHECKPOINT_BYTES ||
+        n > (size_t)(VGG8B_CIFAR10_W8_CHECKPOINT_BYTES - offset)) return VGG8B_CIFAR10_W8_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < VGG8B_CIFAR10_W8_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return VGG8B_CIFAR10_W8_OK;
+}
+
 vgg8b_cifar10_w8_status_t vgg8b_cifar10_w8_checkpoint_load(vgg8b_cifar10_w8_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

@@ -2402,6 +2402,144 @@ vgg8b_fmnist_status_t vgg8b_fmnist_checkpoint_save(const vgg8b_fmnist_ctx_t *ctx
     return VGG8B_FMNIST_OK;
 }
 
+/** Byte `pos` (< VGG8B_FMNIST_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const vgg8b_fmnist_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = VGG8B_FMNIST_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = VGG8B_FMNIST_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)VGG8B_FMNIST_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 4636u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 147996u) {
+        const uint32_t e = (pos - 4636u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 4636u + 4u * e;
+    }
+    else if (pos < 1327644u) {
+        const uint32_t e = (pos - 147996u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 147996u + 4u * e;
+    }
+    else if (pos < 1491484u) {
+        const uint32_t e = (pos - 1327644u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 1327644u + 4u * e;
+    }
+    else if (pos < 3850780u) {
+        const uint32_t e = (pos - 1491484u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_w[e];
+        at = 1491484u + 4u * e;
+    }
+    else if (pos < 4014620u) {
+        const uint32_t e = (pos - 3850780u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_l_w[e];
+        at = 3850780u + 4u * e;
+    }
+    else if (pos < 8733212u) {
+        const uint32_t e = (pos - 4014620u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_w[e];
+        at = 4014620u + 4u * e;
+    }
+    else if (pos < 8897052u) {
+        const uint32_t e = (pos - 8733212u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_l_w[e];
+        at = 8733212u + 4u * e;
+    }
+    else if (pos < 18334236u) {
+        const uint32_t e = (pos - 8897052u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_w[e];
+        at = 8897052u + 4u * e;
+    }
+    else if (pos < 18498076u) {
+        const uint32_t e = (pos - 18334236u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_l_w[e];
+        at = 18334236u + 4u * e;
+    }
+    else if (pos < 27935260u) {
+        const uint32_t e = (pos - 18498076u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_w[e];
+        at = 18498076u + 4u * e;
+    }
+    else if (pos < 28058140u) {
+        const uint32_t e = (pos - 27935260u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_l_w[e];
+        at = 27935260u + 4u * e;
+    }
+    else if (pos < 30155292u) {
+        const uint32_t e = (pos - 28058140u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_w[e];
+        at = 28058140u + 4u * e;
+    }
+    else if (pos < 30196252u) {
+        const uint32_t e = (pos - 30155292u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_l_w[e];
+        at = 30155292u + 4u * e;
+    }
+    else if (pos < 30237212u) {
+        const uint32_t e = (pos - 30196252u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 30196252u + 4u * e;
+    }
+    else if (pos < 30237220u) {
+        v = ctx->rng_state;
+        at = 30237212u;
+    }
+    else if (pos < 30237228u) {
+        v = ctx->rng_inc;
+        at = 30237220u;
+    }
+    else if (pos < 30237236u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 30237228u;
+    }
+    else if (pos < 30237240u) {
+        v = ctx->steps;
+        at = 30237236u;
+    }
+    else if (pos < 30237244u) {
+        v = ctx->epoch;
+        at = 30237240u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+vgg8b_fmnist_status_t vgg8b_fmnist_checkpoint_read(const vgg8b_fmnist_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > VGG8B_FMNIST_CHECKPOINT_BYTES ||
+        n > (size_t)(VGG8B_FMNIST_CHECKPOINT_BYTES - offset)) return VGG8B_FMNIST_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < VGG8B_FMNIST_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return VGG8B_FMNIST_OK;
+}
+
 vgg8b_fmnist_status_t vgg8b_fmnist_checkpoint_load(vgg8b_fmnist_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;

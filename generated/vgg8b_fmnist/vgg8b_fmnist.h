@@ -355,6 +355,18 @@ uint32_t vgg8b_fmnist_params_crc32(const vgg8b_fmnist_ctx_t *ctx);
 vgg8b_fmnist_status_t vgg8b_fmnist_checkpoint_save(const vgg8b_fmnist_ctx_t *ctx, uint8_t *buf, size_t cap, size_t *written);
 
 /**
+ * @brief Bytes [offset, offset + n) of the checkpoint vgg8b_fmnist_checkpoint_save() would write, without a
+ *        VGG8B_FMNIST_CHECKPOINT_BYTES buffer: call it chunk by chunk to stream a checkpoint to flash pages, a
+ *        UART or a file. A chunk that overlaps the CRC field (bytes 24..27) costs one pass over the image.
+ * @param ctx     The context, not modified; do not train between the chunks of one checkpoint.
+ * @param offset  In [0, VGG8B_FMNIST_CHECKPOINT_BYTES].
+ * @param[out] buf  n bytes.
+ * @param n       offset + n <= VGG8B_FMNIST_CHECKPOINT_BYTES.
+ * @return VGG8B_FMNIST_OK; VGG8B_FMNIST_ERR_ARG for a NULL ctx or buf, or a range past the end.
+ */
+vgg8b_fmnist_status_t vgg8b_fmnist_checkpoint_read(const vgg8b_fmnist_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n);
+
+/**
  * @brief Restore a checkpoint written by vgg8b_fmnist_checkpoint_save() (or by nitrogen's Python) for this network.
  *
  * Everything is validated before ctx is written, so any rejection leaves ctx byte-for-byte unchanged.

@@ -2272,6 +2272,144 @@ vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_checkpoint_save(const vgg8b_fmnist_w8_c
     return VGG8B_FMNIST_W8_OK;
 }
 
+/** Byte `pos` (< VGG8B_FMNIST_W8_CHECKPOINT_BYTES) of the image _save() writes, with `crc` in the CRC field. */
+static uint8_t ng_ck_byte(const vgg8b_fmnist_w8_ctx_t *ctx, uint32_t pos, uint32_t crc) {
+    uint64_t v;
+    uint32_t at;
+    if (pos < 4u) return ng_ck_magic[pos];
+    if (pos < 8u) {
+        v = VGG8B_FMNIST_W8_CHECKPOINT_VERSION;
+        at = 4u;
+    }
+    else if (pos < 16u) {
+        v = VGG8B_FMNIST_W8_CHECKPOINT_SPEC_HASH;
+        at = 8u;
+    }
+    else if (pos < 24u) {
+        v = (uint64_t)VGG8B_FMNIST_W8_CHECKPOINT_BYTES;
+        at = 16u;
+    }
+    else if (pos < 28u) {
+        v = crc;
+        at = 24u;
+    }
+    else if (pos < 604u) {
+        const uint32_t e = (pos - 28u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_w[e];
+        at = 28u + 4u * e;
+    }
+    else if (pos < 18524u) {
+        const uint32_t e = (pos - 604u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b0_l_w[e];
+        at = 604u + 4u * e;
+    }
+    else if (pos < 36956u) {
+        const uint32_t e = (pos - 18524u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_w[e];
+        at = 18524u + 4u * e;
+    }
+    else if (pos < 57436u) {
+        const uint32_t e = (pos - 36956u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b1_l_w[e];
+        at = 36956u + 4u * e;
+    }
+    else if (pos < 94300u) {
+        const uint32_t e = (pos - 57436u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_w[e];
+        at = 57436u + 4u * e;
+    }
+    else if (pos < 114780u) {
+        const uint32_t e = (pos - 94300u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b2_l_w[e];
+        at = 94300u + 4u * e;
+    }
+    else if (pos < 188508u) {
+        const uint32_t e = (pos - 114780u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_w[e];
+        at = 114780u + 4u * e;
+    }
+    else if (pos < 208988u) {
+        const uint32_t e = (pos - 188508u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b3_l_w[e];
+        at = 188508u + 4u * e;
+    }
+    else if (pos < 356444u) {
+        const uint32_t e = (pos - 208988u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_w[e];
+        at = 208988u + 4u * e;
+    }
+    else if (pos < 376924u) {
+        const uint32_t e = (pos - 356444u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b4_l_w[e];
+        at = 356444u + 4u * e;
+    }
+    else if (pos < 524380u) {
+        const uint32_t e = (pos - 376924u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_w[e];
+        at = 376924u + 4u * e;
+    }
+    else if (pos < 539740u) {
+        const uint32_t e = (pos - 524380u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b5_l_w[e];
+        at = 524380u + 4u * e;
+    }
+    else if (pos < 572508u) {
+        const uint32_t e = (pos - 539740u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_w[e];
+        at = 539740u + 4u * e;
+    }
+    else if (pos < 577628u) {
+        const uint32_t e = (pos - 572508u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->b6_l_w[e];
+        at = 572508u + 4u * e;
+    }
+    else if (pos < 582748u) {
+        const uint32_t e = (pos - 577628u) / 4u;
+        v = (uint64_t)(uint32_t)(int32_t)ctx->out_w[e];
+        at = 577628u + 4u * e;
+    }
+    else if (pos < 582756u) {
+        v = ctx->rng_state;
+        at = 582748u;
+    }
+    else if (pos < 582764u) {
+        v = ctx->rng_inc;
+        at = 582756u;
+    }
+    else if (pos < 582772u) {
+        v = (uint64_t)ctx->lr_inv;
+        at = 582764u;
+    }
+    else if (pos < 582776u) {
+        v = ctx->steps;
+        at = 582772u;
+    }
+    else if (pos < 582780u) {
+        v = ctx->epoch;
+        at = 582776u;
+    }
+    else return 0u;   /* padding between fields (none in this format) */
+    return (uint8_t)((v >> (8u * (pos - at))) & 0xFFu);
+}
+
+vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_checkpoint_read(const vgg8b_fmnist_w8_ctx_t *ctx, uint32_t offset, uint8_t *buf, size_t n) {
+    uint32_t crc = 0u;
+    if (ctx == NULL || (buf == NULL && n > 0u) || offset > VGG8B_FMNIST_W8_CHECKPOINT_BYTES ||
+        n > (size_t)(VGG8B_FMNIST_W8_CHECKPOINT_BYTES - offset)) return VGG8B_FMNIST_W8_ERR_ARG;
+    if (offset < 28u && offset + n > 24u) {
+        /* This chunk holds (part of) the CRC field: one pass over every other byte of the image. */
+        for (uint32_t pos = 0; pos < VGG8B_FMNIST_W8_CHECKPOINT_BYTES; pos++) {
+            if (pos == 24u) pos += 4u;
+            {
+                const uint8_t byte = ng_ck_byte(ctx, pos, 0u);
+                crc = ng_crc32_update(crc, &byte, 1u);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = ng_ck_byte(ctx, offset + (uint32_t)i, crc);
+    return VGG8B_FMNIST_W8_OK;
+}
+
 vgg8b_fmnist_w8_status_t vgg8b_fmnist_w8_checkpoint_load(vgg8b_fmnist_w8_ctx_t *ctx, const uint8_t *buf, size_t n) {
     size_t k;
     uint64_t lr_inv;
