@@ -33,8 +33,9 @@ class Bound:
 
     @property
     def bits(self) -> int:
-        """Bits a signed type needs to hold the exact value."""
-        return bits_needed(self.exact_lo, self.exact_hi)
+        """Bits the tensor's type needs to hold the exact value: two's complement for a signed C type, no
+        sign bit for an unsigned one (labels [0, 9] need 4 bits, not 5)."""
+        return bits_needed(self.exact_lo, self.exact_hi, signed=self.ctype.signed or self.exact_lo < 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,13 @@ class BoundsReport:
         return dict(self.chunks).get(acc, 0)
 
 
-def bits_needed(lo: int, hi: int) -> int:
-    """Smallest two's-complement width that holds [lo, hi]."""
+def bits_needed(lo: int, hi: int, signed: bool = True) -> int:
+    """Smallest two's-complement width that holds [lo, hi]; with signed=False, the smallest unsigned width
+    that holds [lo, hi] with lo >= 0 (at least 1)."""
+    if not signed:
+        if lo < 0:
+            raise InternalError(f"an unsigned width for [{lo}, {hi}]")
+        return max(hi.bit_length(), 1)
     return max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length()) + 1
 
 

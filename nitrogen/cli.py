@@ -22,14 +22,15 @@ EXIT_DIAGNOSTICS, EXIT_MISMATCH, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 70, 130
 
 
 def _print_diagnostics(diags: Sequence[Diagnostic]) -> None:
+    from . import source_text
+
     cache: dict[str, list[str]] = {}
     for d in diags:
-        if d.span and d.span.file not in cache:
-            try:
-                text = Path(d.span.file).read_text(encoding="utf-8-sig", errors="replace")
-                cache[d.span.file] = source_lines(text, dsl=Path(d.span.file).suffix in DSL_SUFFIXES)
-            except OSError:
-                cache[d.span.file] = []
+        if d.span and d.span.line and d.span.file not in cache:
+            # The text that was parsed; a file is never read again unless it is a regular one within the size
+            # limit (a FIFO or /dev/zero would block or never end).
+            text = source_text(d.span.file)
+            cache[d.span.file] = source_lines(text, dsl=Path(d.span.file).suffix in DSL_SUFFIXES) if text else []
         print(d.render(cache), file=sys.stderr)
     errors = sum(1 for d in diags if d.severity == "error")
     if errors:
@@ -38,7 +39,7 @@ def _print_diagnostics(diags: Sequence[Diagnostic]) -> None:
 
 def _load(args: argparse.Namespace) -> Model:
     model = with_semantics(load_spec(args.spec), args.semantics)
-    warnings = lint(model)
+    warnings = lint(model, tuple(getattr(args, "allow", None) or ()))
     if warnings:
         _print_diagnostics(warnings)
     return model
@@ -114,14 +115,36 @@ def cmd_compile(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if args.all:
+        # Every spec is tried: the good ones are written, each bad one gets its diagnostics, and the exit
+        # code is 1 if any failed. A missing or empty directory is an error (E001), not a silent success.
+        from .errors import Span
+
         root = Path(args.spec or "specs")
+        if not root.is_dir():
+            raise NitrogenError([Diagnostic("E001", "no such spec directory" if not root.exists() else
+                                            "not a directory: --all compiles every spec in a directory",
+                                            Span(str(root)), hint="run from the repository root (it has specs/), or "
+                                            "give the directory: nitrogen compile --all DIR [-o OUT]")])
         specs = sorted([*root.glob("*.yaml"), *root.glob("*.ng")])
+        if not specs:
+            raise NitrogenError([Diagnostic("E001", "no specs (*.yaml, *.ng) in this directory", Span(str(root)),
+                                            hint="give the directory that holds the specs: nitrogen compile --all "
+                                                 "DIR [-o OUT]")])
         out_root = Path(args.output or "generated")
+        failed: list[str] = []
         for spec in specs:
             args.spec = str(spec)
-            compiled = compile_model(_load(args))
-            _write_atomically(compiled.files, out_root / compiled.model.name)
+            try:
+                compiled = compile_model(_load(args))
+                _write_atomically(compiled.files, out_root / compiled.model.name)
+            except NitrogenError as exc:
+                _print_diagnostics(exc.diagnostics)
+                failed.append(str(spec))
+                continue
             print(f"{spec} -> {out_root / compiled.model.name}")
+        if failed:
+            print(f"compile --all: {len(failed)} of {len(specs)} specs failed: {', '.join(failed)}", file=sys.stderr)
+            return EXIT_DIAGNOSTICS
         return 0
     if not args.spec or not args.output:
         print("nitrogen compile: SPEC and -o DIR are required (or --all)", file=sys.stderr)
@@ -277,8 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        from .spec import WARNING_CODES
+
+        def warning_codes(text: str) -> list[str]:
+            """--allow W202,W203 -> ["W202", "W203"]; only codes of warnings nitrogen gives."""
+            codes = [code.strip().upper() for code in text.split(",") if code.strip()]
+            if not codes or any(code not in WARNING_CODES for code in codes):
+                raise argparse.ArgumentTypeError(f"'{text}' is not a list of warning codes; expected some of: "
+                                                 f"{', '.join(WARNING_CODES)}")
+            return codes
+
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--semantics", choices=("nitrogen", "reference"), help="override the spec's semantics")
+        p.add_argument("--allow", type=warning_codes, action="extend", default=[], metavar="W2xx[,W2xx]",
+                       help="do not print these warnings (as the spec's `allow` list does); repeatable")
         return p
 
     p = add("check", "print the per-tensor bounds table, or diagnostics")

@@ -17,14 +17,15 @@ from typing import Iterable
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """A position in a spec file; line and col are 1-based."""
+    """A position in a spec file; line and col are 1-based. Line 0 means the file as a whole (a file that
+    is missing or cannot be read has no text to point into): it renders as `file` alone."""
 
     file: str
-    line: int
-    col: int
+    line: int = 0
+    col: int = 0
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
 
 
 _WIDTH = 100  # longest source excerpt shown under a diagnostic

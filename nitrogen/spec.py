@@ -17,7 +17,8 @@ from enum import StrEnum
 from typing import Any, Callable, Union
 
 from .errors import Diagnostic, DiagnosticSink, Span, closest, did_you_mean
-from .tree import TMap, TNode, TScalar, TSeq
+from .hints import NO_SPACE, float_hint, key_hint, kind_hint, no_space_hint
+from .tree import DSL_SUFFIXES, TMap, TNode, TScalar, TSeq
 
 
 class Semantics(StrEnum):
@@ -120,6 +121,25 @@ LAYER_KEYS: dict[str, tuple[str, ...]] = {
     "maxpool": ("kind", "kernel"), "avgpool": ("kind", "kernel"), "dropout": ("kind", "rate_pct"),
 }
 DECODER_DIM = 4096  # semantics 5.6: the paper's decoder dimension (an ablation over 512-8192 favoured it)
+# The keys of each section ("" is the top level); the builder checks against these, and a key written in the
+# wrong section gets a hint that names the right one.
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("name", "input", "num_classes", "target_value", "semantics", "weight_bits", "decoder_dim", "learning_pool",
+         "layers", "train", "init", "allow"),
+    "train": ("batch_size", "lr_inv", "amp_model", "fwd_decay_inv", "subnet_decay_inv", "seed", "epochs", "plateau",
+              "early_stopping", "augment", "conv_amp_adjust", "stats_samples"),
+    "train.plateau": ("factor", "patience", "from_epoch", "min_delta_pct"),
+    "train.early_stopping": ("patience", "from_epoch", "min_delta_pct"),
+    "train.augment": ("crop_pad", "flip"),
+    "init": ("scheme",),
+}
+# The warnings a spec may declare intended with `allow: [Wnnn, ...]` (or `nitrogen ... --allow Wnnn`).
+WARNING_CODES: dict[str, str] = {
+    "W201": "a weight-decay inverse above the largest weight (decay never acts)",
+    "W202": "a pool kernel that does not divide its input (rows and columns dropped)",
+    "W203": "a decoder dimension the learning-pool search cannot reach",
+    "W204": "weight_bits ignored because the semantics were overridden to reference",
+}
 
 
 def dropout_scale(rate_pct: int) -> int:
@@ -215,6 +235,9 @@ class Model:
     init: Init
     source: str  # path as given by the user
     spans: tuple[tuple[str, Span], ...]  # dotted key path -> where it was written
+    # Warnings the spec declares intended (`allow`). Like the spans, not part of the network: the canonical
+    # form, the hash and the generated C ignore it.
+    allow: tuple[str, ...] = ()
 
     def span(self, key: str) -> Span:
         """Where `key` ("weight_bits", "train.batch_size", "layers[1]") was written, else the model."""
@@ -252,7 +275,8 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, StrEnum):
         return str(obj)
     if is_dataclass(obj):
-        out = {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.name not in ("span", "spans", "source")}
+        out = {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)
+               if f.name not in ("span", "spans", "source", "allow")}
         kind = getattr(type(obj), "kind", None)
         if kind is not None:
             out["kind"] = kind
@@ -285,26 +309,31 @@ class _Builder:
         self.misspelt: set[str] = set()  # required keys an E201 already suggested: no E204 for them as well
         self.decoder_dim = DECODER_DIM
         self.learning_pool = "max"
+        self.dsl = source.endswith(DSL_SUFFIXES)
 
     # -- generic helpers ------------------------------------------------------------------
-    def mapping(self, node: TNode, path: str, allowed: dict[str, str]) -> dict[str, TNode]:
-        """Check that `node` is a mapping with known keys; return key -> value node."""
+    def mapping(self, node: TNode, path: str, allowed: dict[str, str], section: str | None = None) \
+            -> dict[str, TNode]:
+        """Check that `node` is a mapping with known keys; return key -> value node. `section` names the kind
+        of mapping for the hints ("train", "conv", ...; default: the path)."""
         if not isinstance(node, TMap):
+            spaced = no_space_hint(node.value) if isinstance(node, TScalar) and isinstance(node.value, str) else None
             self.sink.error("E202", f"'{path}' must be a mapping of keys to values, got {_describe(node)}", node.span,
-                            hint=f"valid keys: {', '.join(allowed)}")
+                            hint=spaced or f"valid keys: {', '.join(allowed)}")
             return {}
         out: dict[str, TNode] = {}
         written = {key.name for key, _ in node.items}
+        merged = self.merged_layers(node, path)
         for key, value in node.items:
             full = f"{path}.{key.name}" if path else key.name
             if key.name not in allowed:
-                owners = [kind for kind, keys in LAYER_KEYS.items() if key.name in keys] \
-                    if path.startswith("layers[") else []
-                self.sink.error("E201", f"unknown key '{full}'", key.span, hint=did_you_mean(key.name, allowed) + (
-                    f"; '{key.name}' is a key of {', '.join(owners)} layers" if owners else ""))
+                self.sink.error("E201", f"unknown key '{full}'", key.span,
+                                hint=self.unknown_key_hint(key.name, value, path, section or path, allowed))
                 meant = closest(key.name, allowed)
                 if meant is not None and meant not in written:
                     self.misspelt.add(f"{path}.{meant}" if path else meant)
+            elif key.name in out and merged:
+                continue  # one diagnostic for two layers written as one (merged_layers)
             elif key.name in out:
                 first = self.spans[full]
                 self.sink.error("E203", f"duplicate key '{full}'", key.span,
@@ -315,6 +344,51 @@ class _Builder:
                 self.spans[full] = key.span
         return out
 
+    def unknown_key_hint(self, name: str, value: TNode, path: str, section: str, allowed: dict[str, str]) -> str:
+        """The most specific hint for an unknown key: 'key:value' without a space, a key of another framework
+        (lr, in_features, stride), a key of another section, else the closest valid key."""
+        m = NO_SPACE.fullmatch(name)
+        if m is not None and m.group(1) in allowed:  # a YAML flow mapping reads {kind:linear} as one key
+            return no_space_hint(name) or ""
+        habit = key_hint(name, section, value.value if isinstance(value, TScalar) else None)
+        if habit is not None:
+            return habit
+        homes = [where for where, keys in SECTION_KEYS.items() if name in keys and where != path]
+        if homes and path.startswith("layers["):
+            homes = []  # a layer's `patience` is a typo, not a misplaced train key
+        if len(homes) > 1:
+            return f"'{name}' belongs in {' or '.join(repr(home) for home in homes)}"
+        if homes:
+            home = homes[0]
+            if home == "":
+                return f"'{name}' is a top-level key: move it out of '{path}'"
+            if path.startswith(home + "."):
+                return f"'{name}' belongs directly in '{home}', not in '{path}'"
+            last = home.rpartition(".")[2]
+            how = f"move it into '{last} {{ ... }}'" if self.dsl else f"indent it under '{last}:'"
+            return f"'{name}' belongs in '{home}': {how}"
+        owners = [kind for kind, keys in LAYER_KEYS.items() if name in keys and name != "kind"]
+        if owners and not path.startswith("layers["):
+            return f"'{name}' is a key of {', '.join(owners)} layers: it belongs in an item of 'layers'"
+        return did_you_mean(name, allowed) + (f"; '{name}' is a key of {', '.join(owners)} layers" if owners else "")
+
+    def merged_layers(self, node: TMap, path: str) -> bool:
+        """E203 once for a layer item with a second 'kind': two layers with the '- ' of the second missing
+        (YAML reads them as one mapping with duplicate keys). True if so."""
+        if self.dsl or not path.startswith("layers[") or sum(k.name == "kind" for k, _ in node.items) < 2:
+            return False
+        names = [k.name for k, _ in node.items]
+        second = next(k for i, (k, _) in enumerate(node.items) if k.name in names[:i])  # the first repeated key
+        kind2 = [k for k, _ in node.items if k.name == "kind"][1]
+        flow = second.span.line == node.span.line
+        self.sink.error(
+            "E203", f"missing '- ': two layers are written as one item '{path}'", second.span,
+            notes=("YAML reads both layers as one mapping, in which 'kind' appears twice" + (
+                "" if second is kind2 else f" (the second time at {kind2.span.line}:{kind2.span.col})"),),
+            hint="end the first layer with '}' and start the second with ', {'" if flow else
+            "start each layer with '- ', at the column of the first layer's '- '")
+        return True
+
     def integer(self, node: TNode | None, path: str, default: int | None, lo: int, hi: int,
                 span: Span, why: str = "") -> int:
         if node is None:
@@ -323,10 +397,8 @@ class _Builder:
                 return lo
             return default
         if not isinstance(node, TScalar) or isinstance(node.value, bool) or not isinstance(node.value, int):
-            text = node.value if isinstance(node, TScalar) else None
-            digits = _digits(text)
             self.sink.error("E205", f"'{path}' must be an integer, got {_describe(node)}", node.span,
-                            hint=f"'{text}' is read as text, not a number; write {digits}" if digits else None)
+                            hint=_integer_hint(path, node))
             return default if default is not None else lo
         if not lo <= node.value <= hi:
             if node.value > hi == MAX_DIM:
@@ -367,8 +439,7 @@ class _Builder:
 
     # -- sections -------------------------------------------------------------------------
     def model(self, root: TNode) -> Model:
-        keys = {"name": "", "input": "", "num_classes": "", "target_value": "", "semantics": "",
-                "weight_bits": "", "decoder_dim": "", "learning_pool": "", "layers": "", "train": "", "init": ""}
+        keys = dict.fromkeys(SECTION_KEYS[""], "")
         if not isinstance(root, TMap):  # without top-level keys every other check would only repeat this one
             looks_dsl = isinstance(root, TScalar) and str(root.value).startswith("model ")
             self.sink.error("E202", f"the spec must be a mapping of keys to values, got {_describe(root)}", root.span,
@@ -388,14 +459,41 @@ class _Builder:
                                           tuple(s.value for s in Semantics), here))
         bits = self.integer(top.get("weight_bits"), "weight_bits", 16, 8, 32, here,
                             "nitrogen stores weights in b bits with 8 <= b <= 32 (initial weights reach 64)")
+        if semantics is Semantics.REFERENCE and "weight_bits" in top:
+            # Decision: a spec that states both is a contradiction, like conv_amp_adjust. A spec whose semantics
+            # are overridden on the command line keeps its weight_bits, ignored with warning W204 (lint).
+            self.sink.error("E217", "weight_bits is a nitrogen-semantics option", self.spans["weight_bits"],
+                            notes=("reference semantics store weights in int32 and let them wrap, as the published "
+                                   "implementation does",),
+                            hint="remove weight_bits, or use nitrogen semantics for saturating b-bit weights")
         self.decoder_dim = self.integer(top.get("decoder_dim"), "decoder_dim", DECODER_DIM, 1, MAX_FAN_IN, here,
                                         "the largest fan-in wanted for a conv block's learning linear")
         self.learning_pool = self.choice(top.get("learning_pool"), "learning_pool", "max", LEARNING_POOLS, here)
         layers = self.layers(top.get("layers"), here)
         train = self.train(top.get("train"), here, classes)
         init = self.init(top.get("init"))
+        allow = self.allow(top.get("allow"))
         return Model(name, shape, classes, target, semantics, bits, layers, self.decoder_dim, self.learning_pool,
-                     train, init, self.source, tuple(sorted(self.spans.items())))
+                     train, init, self.source, tuple(sorted(self.spans.items())), allow)
+
+    def allow(self, node: TNode | None) -> tuple[str, ...]:
+        """`allow: [W202, ...]`: warnings the author declares intended; a single code may stand alone."""
+        if node is None:
+            return ()
+        items = node.items if isinstance(node, TSeq) else (node,)
+        codes: list[str] = []
+        for item in items:
+            if not isinstance(item, TScalar) or not isinstance(item.value, str):
+                self.sink.error("E205", f"'allow' must be a list of warning codes, got {_describe(item)}", item.span,
+                                hint=f"the codes are {', '.join(WARNING_CODES)}")
+            elif item.value not in WARNING_CODES:
+                error = re.fullmatch(r"[Ee]\d{3}", item.value)
+                self.sink.error("E207", f"unknown warning code '{item.value}' in 'allow'", item.span,
+                                hint="only warnings can be allowed; an error must be fixed" if error else
+                                did_you_mean(item.value, WARNING_CODES))
+            else:
+                codes.append(item.value)
+        return tuple(dict.fromkeys(codes))
 
     def name(self, node: TNode | None, span: Span) -> str:
         if node is None:
@@ -441,6 +539,8 @@ class _Builder:
 
     def layers(self, node: TNode | None, span: Span) -> tuple[Layer, ...]:
         if node is None:
+            self.missing("layers", span, "add 'layers', the network's items in order, with at least one linear "
+                                         "or conv block")
             return ()
         if not isinstance(node, TSeq):
             self.sink.error("E205", f"'layers' must be a list, got {_describe(node)}", node.span,
@@ -457,8 +557,11 @@ class _Builder:
             return None
         kind_node = dict((k.name, v) for k, v in node.items).get("kind")
         if kind_node is None:
+            spaced = next((k for k, _ in node.items if k.name.startswith("kind:")), None)  # {kind:linear}
             typo = next((k for k, _ in node.items if closest(k.name, ("kind",))), None)  # `knd: linear`
-            if typo is not None:
+            if spaced is not None:
+                self.sink.error("E204", f"'{path}' has no 'kind'", spaced.span, hint=no_space_hint(spaced.name))
+            elif typo is not None:
                 self.sink.error("E204", f"'{path}' has no 'kind'", typo.span,
                                 hint=f"did you mean 'kind' instead of '{typo.name}'?")
             else:
@@ -469,13 +572,15 @@ class _Builder:
             return None
         kind = kind_node.value
         if kind not in LAYER_KINDS:
+            habit = kind_hint(kind)
             self.sink.error("E207", f"unknown layer kind '{kind}'", kind_node.span,
-                            hint=did_you_mean(kind, LAYER_KINDS))
+                            hint=f"{habit}; the layer kinds are {', '.join(LAYER_KINDS)}" if habit else
+                            did_you_mean(kind, LAYER_KINDS))
             return None
         return LAYER_BUILDERS[kind](self, node, path)
 
     def linear(self, node: TMap, path: str) -> LinearBlock:
-        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["linear"], ""))
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["linear"], ""), "linear")
         out = self.integer(args.get("out_features"), f"{path}.out_features", None, 1, MAX_DIM, node.span)
         return LinearBlock(out, self.slope(args, path, node.span), node.span)
 
@@ -491,12 +596,18 @@ class _Builder:
         return slope
 
     def conv(self, node: TMap, path: str) -> ConvBlock:
-        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["conv"], ""))
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["conv"], ""), "conv")
         out = self.integer(args.get("out_channels"), f"{path}.out_channels", None, 1, MAX_DIM, node.span)
         kernel = self.integer(args.get("kernel"), f"{path}.kernel", 3, 1, 255, node.span,
                               "square kernels of 1 to 255 cells per side")
         # Decision: the default padding keeps the spatial size for odd kernels ("same"), as the paper's 3x3/1.
-        padding = self.integer(args.get("padding"), f"{path}.padding", kernel // 2, 0, kernel - 1, node.span,
+        pad_node = args.get("padding")
+        if isinstance(pad_node, TScalar) and isinstance(pad_node.value, str) and \
+                pad_node.value.lower() in ("same", "valid", "full"):
+            self.sink.error("E205", f"'{path}.padding' must be an integer, got '{pad_node.value}'", pad_node.span,
+                            hint=_padding_hint(pad_node.value.lower(), kernel))
+            pad_node = None
+        padding = self.integer(pad_node, f"{path}.padding", kernel // 2, 0, kernel - 1, node.span,
                                "zero padding p must satisfy 0 <= p < kernel")
         decoder = self.integer(args.get("decoder_dim"), f"{path}.decoder_dim", self.decoder_dim, 1, MAX_FAN_IN,
                                node.span)
@@ -505,35 +616,31 @@ class _Builder:
         return ConvBlock(out, kernel, padding, self.slope(args, path, node.span), decoder, pool, node.span)
 
     def maxpool(self, node: TMap, path: str) -> MaxPool:
-        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["maxpool"], ""))
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["maxpool"], ""), "pool")
         return MaxPool(self.integer(args.get("kernel"), f"{path}.kernel", 2, 1, 255, node.span), node.span)
 
     def avgpool(self, node: TMap, path: str) -> AvgPool:
-        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["avgpool"], ""))
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["avgpool"], ""), "pool")
         return AvgPool(self.integer(args.get("kernel"), f"{path}.kernel", 2, 1, 255, node.span), node.span)
 
     def dropout(self, node: TMap, path: str) -> Dropout:
-        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["dropout"], ""))
+        args = self.mapping(node, path, dict.fromkeys(LAYER_KEYS["dropout"], ""), "dropout")
         return Dropout(self.integer(args.get("rate_pct"), f"{path}.rate_pct", None, 1, 99, node.span,
                                     "the dropout rate is a whole percentage"), node.span)
 
     def train(self, node: TNode | None, span: Span, classes: int) -> Train:
-        keys = {k: "" for k in ("batch_size", "lr_inv", "amp_model", "fwd_decay_inv", "subnet_decay_inv", "seed",
-                                "epochs", "plateau", "early_stopping", "augment", "conv_amp_adjust",
-                                "stats_samples")}
-        t = self.mapping(node, "train", keys) if node is not None else {}
+        t = self.mapping(node, "train", dict.fromkeys(SECTION_KEYS["train"], "")) if node is not None else {}
         here = node.span if node is not None else span
         big = 1 << 31
         plateau_node = t.get("plateau")
-        p = self.mapping(plateau_node, "train.plateau", {k: "" for k in ("factor", "patience", "from_epoch",
-                                                                          "min_delta_pct")}) \
+        p = self.mapping(plateau_node, "train.plateau", dict.fromkeys(SECTION_KEYS["train.plateau"], "")) \
             if plateau_node is not None else {}
         early_node = t.get("early_stopping")
-        e = self.mapping(early_node, "train.early_stopping", {k: "" for k in ("patience", "from_epoch",
-                                                                              "min_delta_pct")}) \
+        e = self.mapping(early_node, "train.early_stopping", dict.fromkeys(SECTION_KEYS["train.early_stopping"], "")) \
             if early_node is not None else {}
         aug_node = t.get("augment")
-        a = self.mapping(aug_node, "train.augment", {"crop_pad": "", "flip": ""}) if aug_node is not None else {}
+        a = self.mapping(aug_node, "train.augment", dict.fromkeys(SECTION_KEYS["train.augment"], "")) \
+            if aug_node is not None else {}
         return Train(
             batch_size=self.integer(t.get("batch_size"), "train.batch_size", 64, 1, 1 << 16, here),
             lr_inv=self.integer(t.get("lr_inv"), "train.lr_inv", 512, 1, big - 1, here),
@@ -567,7 +674,7 @@ class _Builder:
     def init(self, node: TNode | None) -> Init:
         if node is None:
             return Init()
-        i = self.mapping(node, "init", {"scheme": ""})
+        i = self.mapping(node, "init", dict.fromkeys(SECTION_KEYS["init"], ""))
         return Init(self.choice(i.get("scheme"), "init.scheme", "kaiming_uniform", ("kaiming_uniform",), node.span))
 
 
@@ -596,6 +703,39 @@ def _digits(value: object) -> str | None:
         return f"{value} without quotes"
     m = re.fullmatch(r"([0-9]+)[eE]\+?([0-9]{1,2})", value) if isinstance(value, str) else None
     return m.group(1) + "0" * int(m.group(2)) if m else None
+
+
+def _padding_hint(word: str, kernel: int) -> str:
+    """E205 for `padding: same` (valid, full): the number of cells that means."""
+    if word == "valid":
+        return "padding is a number of zero cells on each side: 'valid' is 0"
+    if word == "full":
+        return f"padding is a number of zero cells on each side: 'full' for kernel {kernel} is {kernel - 1}"
+    if kernel % 2:
+        return f"padding is a number of zero cells on each side: 'same' for a {kernel}x{kernel} kernel is " \
+               f"{kernel // 2}, the default (delete the key)"
+    return f"padding is a number of zero cells on each side; an even kernel ({kernel}) cannot keep the size: " \
+           f"{kernel // 2 - 1} shrinks it by 1, {kernel // 2} (the default) grows it by 1"
+
+
+def _integer_hint(path: str, node: TNode) -> str | None:
+    """The hint of E205 for a value that should have been an integer."""
+    key = path.rpartition(".")[2]
+    if isinstance(node, TSeq) and key == "kernel":
+        sides = {item.value for item in node.items if isinstance(item, TScalar)}
+        if len(sides) == 1 and len(node.items) == 2:
+            side = sides.pop()
+            return f"kernels are square: write {side} for a {side}x{side} kernel"
+        return "kernels are square (k x k): write one integer"
+    text = node.value if isinstance(node, TScalar) else None
+    if not isinstance(text, str):
+        return None
+    digits = _digits(text)
+    if digits:
+        return f"'{text}' is read as text, not a number; write {digits}"
+    if re.fullmatch(r"[-+]?[0-9_]*\.?[0-9_]*(?:[eE][-+]?[0-9]+)?", text) and any(c.isdigit() for c in text):
+        return float_hint(key, text)  # '1e-3' (YAML 1.1 reads it as text) or a quoted '0.002'
+    return None
 
 
 def _describe(node: TNode) -> str:
@@ -767,9 +907,18 @@ def _prod(dims: tuple[int, ...]) -> int:
     return out
 
 
-def lint(model: Model) -> tuple[Diagnostic, ...]:
-    """Warnings: legal specs that probably do not do what their author meant."""
+def lint(model: Model, allow: tuple[str, ...] = ()) -> tuple[Diagnostic, ...]:
+    """Warnings: legal specs that probably do not do what their author meant, except those the spec's
+    `allow` list (or `allow`, from the command line) declares intended."""
     out = []
+    if model.semantics is Semantics.REFERENCE and "weight_bits" in dict(model.spans):
+        # Only a command-line override gets here: a spec that states both is E217.
+        out.append(Diagnostic("W204", f"weight_bits = {model.weight_bits} is ignored in reference semantics",
+                              model.span("weight_bits"),
+                              ("the semantics were overridden to reference; the published implementation keeps "
+                               "weights in int32 and lets them wrap",),
+                              f"use nitrogen semantics for {model.weight_bits}-bit saturating weights; add W204 to "
+                              "the spec's allow list (or --allow W204) if this is intended", "warning"))
     wmax = (1 << (model.weight_bits - 1)) - 1
     for key in ("fwd_decay_inv", "subnet_decay_inv"):
         decay = getattr(model.train, key)
@@ -786,8 +935,7 @@ def lint(model: Model) -> tuple[Diagnostic, ...]:
                                   layer.span, (f"the output is {h // layer.kernel}x{w // layer.kernel}; the last "
                                                f"{h % layer.kernel} row(s) and {w % layer.kernel} column(s) are "
                                                "dropped (floor, semantics 4.5)",),
-                                  "intended in the paper's 28x28 VGG8B (7 -> 3 -> 1); otherwise pad or resize",
-                                  "warning"))
+                                  _w202_hint(layer.kernel, h, w, model.layers[:st.index]), "warning"))
         if isinstance(layer, ConvBlock):
             kh, kw, _, _, dh, dw, d = learning_pool_search(layer.out_channels, st.out_shape[1], layer.decoder_dim)
             if d > layer.decoder_dim:
@@ -796,7 +944,23 @@ def lint(model: Model) -> tuple[Diagnostic, ...]:
                                       (f"the learning pool stops at kernel ({kh}, {kw}) with {layer.out_channels}"
                                        f"x{dh}x{dw} outputs (semantics 5.2)",),
                                       f"raise decoder_dim to at least {d} or use fewer channels", "warning"))
-    return tuple(out)
+    hidden = set(model.allow) | set(allow)
+    return tuple(d for d in out if d.code not in hidden)
+
+
+def _w202_hint(kernel: int, h: int, w: int, before: tuple[Layer, ...]) -> str:
+    """How to keep every row of a pool's h x w input, from the spec's own geometry (`before`: the layers
+    in front of the pool)."""
+    def up(n: int) -> int:
+        return -(-n // kernel) * kernel
+
+    shaping = [layer for layer in before if not isinstance(layer, Dropout)]
+    how = " (more padding in the conv block before it)" if shaping and isinstance(shaping[-1], ConvBlock) else \
+        " (pad or resize the input)" if not shaping else ""
+    fits = [k for k in range(2, min(h, w)) if h % k == 0 and w % k == 0]
+    other = f", or use a pool kernel that divides {h}x{w} ({', '.join(map(str, fits))})" if fits else ""
+    return f"if dropping them is intended, add W202 to the spec's allow list; otherwise make this pool's input " \
+           f"{up(h)}x{up(w)}{how}{other}"
 
 
 def build_model(root: TNode, source: str) -> Model:

@@ -15,6 +15,8 @@ from .errors import Diagnostic, Span
 
 Scalar = Union[int, str, bool, None]
 
+DSL_SUFFIXES = (".ng", ".nitrogen")  # files parsed as the DSL; every other spec is YAML
+
 # Limits both front-ends enforce before building the tree, so that hostile input fails with a diagnostic
 # instead of a RecursionError (PyYAML's composer and Lark's transformer recurse once per level) or
 # Python's 4300-digit int conversion limit. A real spec nests 4 levels (train.plateau.patience) and its

@@ -6,11 +6,13 @@ position; PyYAML marks are 0-based, spans are 1-based.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import yaml
 
 from .errors import YAML_BREAKS, Diagnostic, NitrogenError, Span
+from .hints import NO_SPACE, float_hint
 from .tree import MAX_DEPTH, MAX_INT_CHARS, TKey, TMap, TNode, TScalar, TSeq, long_integer, too_deep
 
 _SCALAR_TAGS = {
@@ -23,6 +25,95 @@ _HINTS = {
                                            "value that contains ': '",
     "found character '\\t' that cannot start any token": "YAML indents with spaces, never tabs",
 }
+
+
+# PyYAML's token names, as a user would say them.
+_TOKENS = {"<block mapping start>": "a key", "?": "a key", "<block sequence start>": "a list item ('- ')",
+           "<scalar>": "a value", "<block end>": "the end of the block", "-": "a list item ('- ')"}
+# Indentation and the start of a `- ` list item on one line.
+_LINE_START = re.compile(r"( *)(?:(-)( +|$))?")
+
+
+def _no_space_after_colon(lines: list[str], exc: yaml.MarkedYAMLError) -> tuple[tuple[int, int], str, str] | None:
+    """Where a `key:value` without a space is, when it explains PyYAML's complaint. YAML reads `lr_inv:64`
+    as one plain word, which may continue on the next lines; the error comes where that word ends (at the
+    next `key: value`, or at the end of the file), so look back from there over the word's lines."""
+    mark = exc.problem_mark
+    if mark is None:
+        return None
+    if exc.problem == "could not find expected ':'" and exc.context_mark is not None:
+        candidates = [exc.context_mark.line]  # the simple key's first line
+    elif exc.problem == "mapping values are not allowed here":
+        candidates = []
+        for number in range(mark.line - 1, -1, -1):  # the lines of the multi-line plain word, bottom up
+            text = lines[number] if number < len(lines) else ""
+            body = text.split(" #", 1)[0].strip()
+            if not body or body.startswith("#") or ": " in body or body.endswith(":"):
+                break
+            candidates.append(number)
+        candidates.reverse()
+    else:
+        return None
+    for number in candidates:
+        text = lines[number] if number < len(lines) else ""
+        start = _LINE_START.match(text)
+        body = text[start.end():] if start else text
+        m = NO_SPACE.match(body)
+        if m is not None:  # ((line, col) of the colon, key, value)
+            return (number + 1, (start.end() if start else 0) + m.end(1) + 1), m.group(1), m.group(2)
+    return None
+
+
+def _indentation_problem(lines: list[str], exc: yaml.MarkedYAMLError) -> tuple[str, str, str] | None:
+    """PyYAML's "expected <block end>, but found ..." as (message, note, hint): a line whose indentation
+    matches no block above it, said with the columns that would fit."""
+    mark, where = exc.problem_mark, exc.context_mark
+    problem = exc.problem or ""
+    if mark is None or where is None or not problem.startswith("expected <block end>, but found "):
+        return None
+    found = problem.removeprefix("expected <block end>, but found ").strip("'")
+    what = _TOKENS.get(found, f"'{found}'")
+    col = mark.column + 1
+    # The columns the lines of the enclosing block start at: keys and '- ' of each line, and the keys of
+    # list items (after '- ').
+    columns: set[int] = set()
+    dashes: set[int] = set()
+    item_keys: dict[int, int] = {}  # '-' column -> column of the item's keys
+    item_line: dict[int, int] = {}  # '-' column -> line of the last item there
+    for number in range(where.line, min(mark.line, len(lines))):
+        text = lines[number]
+        body = text.lstrip(" ")
+        if not body or body.startswith("#"):
+            continue
+        start = _LINE_START.match(text)
+        indent = len(start.group(1)) + 1 if start else 1
+        columns.add(indent)
+        if start and start.group(2):
+            dashes.add(indent)
+            item_keys[indent] = start.end() + 1
+            item_line[indent] = number + 1
+            columns.add(start.end() + 1)
+    if not columns:
+        return None
+    shown = " or ".join(map(str, sorted(columns)))
+    lines_above = f"line {mark.line} starts" if where.line + 1 == mark.line else \
+        f"the lines from {where.line + 1} to {mark.line} start"
+    note = f"{lines_above} at column {shown}"
+    dash = max((d for d in dashes if d <= col), default=None)
+    if found in ("<block mapping start>", "?") and dash is not None and item_keys[dash] != col:
+        keys = item_keys[dash]
+        note = f"the list item at line {item_line[dash]} has its '- ' at column {dash} and its keys at column {keys}"
+        return (f"this key is at column {col}, but the keys of the list item above are at column {keys}",
+                note, f"indent it to column {keys} to continue the item, or start a new item with '- ' at "
+                      f"column {dash}")
+    if found in ("<block sequence start>", "-") and dashes:
+        first = min(dashes, key=lambda d: abs(d - col))
+        return (f"this list item is at column {col}, but the items of its list are at column {first}",
+                note, f"put every '- ' of one list at the same column ({first})")
+    fits = sorted(c for c in columns if c != col)
+    return (f"{what} at column {col} does not line up with the block it belongs to", note,
+            f"YAML nests by indentation: start it at the column of the keys it belongs with "
+            f"({', '.join(map(str, fits))})")
 
 
 def _span(file: str, node: yaml.Node) -> Span:
@@ -72,7 +163,17 @@ def parse_yaml(text: str, file: str) -> TNode:
         where = exc.context_mark
         problem, hint = exc.problem or exc.context, _HINTS.get(exc.problem or "")
         notes: tuple[str, ...] = ()
-        if problem == "but found another document":
+        lines = YAML_BREAKS.split(text)
+        colon = _no_space_after_colon(lines, exc)
+        indentation = _indentation_problem(lines, exc)
+        if colon is not None:
+            (line, col), key, value = colon
+            problem, span, notes = f"no space after the colon of '{key}'", Span(file, line, col), ()
+            hint = f"put a space after the colon: '{key}: {value}' (YAML reads '{key}:{value}' as one word)"
+        elif indentation is not None:
+            problem, note, hint = indentation
+            notes = (note,)
+        elif problem == "but found another document":
             problem = "a second document starts here"
             hint = "a spec is one YAML document: remove the '---' and the rest"
         elif "<stream end>" in problem and where and (exc.context or "").startswith("while parsing a flow "):
@@ -99,7 +200,7 @@ def parse_yaml(text: str, file: str) -> TNode:
     budget = [100_000]  # nodes; aliases are expanded, so this stops alias bombs
     where = [root]  # the top-level key being converted: a bomb is reported there, not at some shared node
 
-    def convert(node: yaml.Node, depth: int) -> TNode:
+    def convert(node: yaml.Node, depth: int, key_name: str | None = None) -> TNode:
         budget[0] -= 1
         if budget[0] < 0:
             top = where[0]
@@ -114,9 +215,11 @@ def parse_yaml(text: str, file: str) -> TNode:
         span = _span(file, node)
         if node.tag not in _SCALAR_TAGS | _COLLECTION_TAGS:
             value = f"'{node.value}' " if isinstance(node, yaml.ScalarNode) else ""
+            hint = float_hint(key_name, node.value) if node.tag == "tag:yaml.org,2002:float" else \
+                "nitrogen is integer-only: spec values are integers, names, true/false, lists and mappings, " \
+                "without tags"
             raise NitrogenError([Diagnostic("E105", f"unsupported YAML value {value}({_kind(node.tag)})", span,
-                                            hint="nitrogen is integer-only: spec values are integers, names, "
-                                                 "true/false, lists and mappings, without tags")])
+                                            hint=hint)])
         if isinstance(node, yaml.MappingNode):
             items = []
             for key, value in node.value:
@@ -125,10 +228,10 @@ def parse_yaml(text: str, file: str) -> TNode:
                     raise NitrogenError([Diagnostic("E104", message, _span(file, key), hint=hint)])
                 if depth == 1:
                     where[0] = key
-                items.append((TKey(key.value, _span(file, key)), convert(value, depth + 1)))
+                items.append((TKey(key.value, _span(file, key)), convert(value, depth + 1, key.value)))
             return TMap(tuple(items), span)
         if isinstance(node, yaml.SequenceNode):
-            return TSeq(tuple(convert(item, depth + 1) for item in node.value), span)
+            return TSeq(tuple(convert(item, depth + 1, key_name) for item in node.value), span)
         if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_INT_CHARS:
             raise NitrogenError([long_integer(node.value, span)])
         try:

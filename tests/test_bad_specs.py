@@ -32,8 +32,8 @@ SPECS = sorted(p for p in CORPUS.iterdir() if p.suffix in (".yaml", ".ng"))
 UPDATE = os.environ.get("NITROGEN_UPDATE_SNAPSHOTS") == "1"
 
 # Specs that cannot carry a `# expect:` comment. Empty files and a UTF-16 file still get a position
-# (1:1, the start of the file); the only diagnostic without one is E001, for a file that cannot be read
-# at all (`test_unreadable_spec_has_no_position`).
+# (1:1, the start of the file); the only diagnostic without a line and column is E001, for a path with no
+# text to point into (`test_unreadable_spec_is_named_without_a_position`): it reads `path: error[E001]: ...`.
 NO_COMMENT = {"017_empty.yaml": "E102 1:1", "018_empty.ng": "E102 1:1", "030_utf16.yaml": "E106 1:1"}
 
 # The categories of issue 6, by corpus number; every spec belongs to at least one.
@@ -58,7 +58,16 @@ CATEGORIES: dict[str, tuple[int, ...]] = {
     "unsupported combinations": (89, 90, 91, 92),
     "absurd sizes": (13, 14, 15, 16, 93, 94, 95, 96, 97, 98, 103),
     "widths that the bounds pass rejects": (99, 100),
-    "several problems at once": (101, 102),
+    "several problems at once": (101, 102, 125, 126),
+    "a brace or string left open in the DSL": (111, 112, 117),
+    "YAML spacing and indentation": (113, 114, 115, 132),
+    "DSL tokens that cannot come there": (116, 136),
+    "options reference semantics cannot reproduce": (118, 119),
+    "a spec file over the size limit": (120,),
+    "habits from float frameworks": (121, 122, 123, 124, 125, 126, 127, 128, 129),
+    "keys in the wrong section": (130, 131),
+    "a missing layers list": (133, 134),
+    "warning codes in allow": (135,),
 }
 
 HEAD = re.compile(r"(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+): error\[(?P<code>E\d{3})\]: \S")
@@ -117,7 +126,7 @@ def test_bad_spec_gives_its_diagnostics(path: Path, capsys: pytest.CaptureFixtur
 # A real process for the hostile inputs: deep nesting, huge literals, the alias bomb, encodings, absurd
 # sizes, an empty file and a bad escape. Address space is capped at 1 GiB, so anything that allocates
 # in proportion to a declared size fails here instead of passing by luck.
-SUBPROCESS = ("010", "013", "014", "016", "017", "021", "028", "030", "093", "095", "096", "097", "098", "103")
+SUBPROCESS = ("010", "013", "014", "016", "017", "021", "028", "030", "093", "095", "096", "097", "098", "103", "120")
 
 
 def _limit_memory() -> None:
@@ -153,13 +162,62 @@ def test_compile_of_a_bad_spec_writes_nothing(name: str, tmp_path: Path, capsys:
     assert "Traceback" not in err and err.startswith(f"{spec}:")
 
 
-def test_unreadable_spec_has_no_position(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """E001 is the one diagnostic without file:line:col: there is no text to point into."""
-    for target in (tmp_path / "missing.yaml", tmp_path):
+def test_unreadable_spec_is_named_without_a_position(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """E001 has the `file:` prefix of every other diagnostic, without line and column: there is no text to
+    point into (a Span with line 0 renders as the file alone)."""
+    (tmp_path / "tiny.yaml").write_text("name: x\n")
+    for target, message in ((tmp_path / "missing.yaml", "no such spec file"),
+                            (tmp_path / "tyni.yaml", "no such spec file"),
+                            (tmp_path, "this is a directory, not a spec file"),
+                            (tmp_path / "tiny.yaml" / "x.yaml", "no such spec file")):
         assert main(["check", str(target)]) == 1
         err = capsys.readouterr().err
-        assert err.startswith("error[E001]: ") and str(target) in err.splitlines()[0], err
-        assert "Traceback" not in err
+        assert err.startswith(f"{target}: error[E001]: {message}"), err
+        assert "Traceback" not in err and err.endswith("\n1 error\n")
+    assert main(["check", str(tmp_path / "tyni.yaml")]) == 1
+    assert f"hint: did you mean '{tmp_path / 'tiny.yaml'}'?" in capsys.readouterr().err
+
+
+def _check_in_a_process(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nitrogen", "check", *args], cwd=ROOT, capture_output=True,
+                          encoding="utf-8", errors="replace", timeout=timeout, preexec_fn=_limit_memory)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /dev/zero, mkfifo and RLIMIT_AS")
+def test_devices_fifos_and_huge_files_neither_hang_nor_eat_memory(tmp_path: Path) -> None:
+    """The spec is read up to 1 MiB + 1 byte (E109), and a FIFO nobody writes to gives E001 at once: before,
+    /dev/zero ate memory until a MemoryError (exit 70) and a FIFO blocked forever."""
+    proc = _check_in_a_process("/dev/zero")
+    assert proc.returncode == 1 and proc.stderr.startswith("/dev/zero:1:1: error[E109]: "), proc.stderr
+    assert "character device" in proc.stderr and "Traceback" not in proc.stderr
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    proc = _check_in_a_process(str(fifo))
+    assert proc.returncode == 1 and proc.stderr.startswith(f"{fifo}: error[E001]: nothing to read: this is a FIFO")
+    proc = _check_in_a_process("/dev/null")
+    assert proc.returncode == 1 and proc.stderr.startswith("/dev/null: error[E001]: nothing to read")
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as f:  # 50 MB of binary: it was read whole (8 s) before E106
+        f.truncate(50 << 20)
+    proc = _check_in_a_process(str(big))
+    assert proc.returncode == 1 and proc.stderr.startswith(f"{big}:1:1: error[E109]: "), proc.stderr
+    assert "note: the file has 52428800 bytes" in proc.stderr
+    assert "    1 |" not in proc.stderr  # no source line is shown from a file over the limit
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc/self/fd")
+def test_a_spec_piped_in_is_read() -> None:
+    """A pipe with a writer (`nitrogen check <(...)`) is still a spec: only a FIFO without one is refused."""
+    text = (ROOT / "specs" / "tiny_mlp.yaml").read_bytes()
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, text)
+    os.close(write_fd)
+    try:
+        from nitrogen import read_spec_text
+
+        assert read_spec_text(f"/proc/self/fd/{read_fd}") == text.decode()
+    finally:
+        os.close(read_fd)
 
 
 def test_a_utf8_byte_order_mark_is_not_a_mistake(tmp_path: Path) -> None:
@@ -202,8 +260,7 @@ def test_the_corpus_covers_every_spec_and_bounds_code() -> None:
     assert covered <= emitted, f"expected codes nitrogen never emits: {sorted(covered - emitted)}"
 
 
-def test_readme_states_the_corpus_size() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_docs_state_the_corpus_size() -> None:
+    page = (ROOT / "docs" / "diagnostics.md").read_text()
     yaml_specs, dsl_specs = (sum(p.suffix == s for p in SPECS) for s in (".yaml", ".ng"))
-    assert f"holds {len(SPECS)} minimal bad specs ({yaml_specs} YAML, {dsl_specs} DSL)" in readme
-    assert f"Hardening is in CI: {len(SPECS)} bad specs" in readme
+    assert f"holds {len(SPECS)} minimal bad specs ({yaml_specs} YAML, {dsl_specs} DSL)" in page

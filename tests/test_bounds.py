@@ -23,6 +23,18 @@ def test_bits_needed() -> None:
     assert bits_needed(-129, 0) == 9
     assert bits_needed(0, 128) == 9
     assert bits_needed(-(1 << 31), (1 << 31) - 1) == 32
+    assert bits_needed(0, 9, signed=False) == 4 and bits_needed(0, 255, signed=False) == 8
+    assert bits_needed(0, 0, signed=False) == 1
+
+
+def test_unsigned_tensors_need_no_sign_bit() -> None:
+    """`nitrogen check` said labels [0, 9] need 5 bits: it counted a sign bit for a uint8_t tensor."""
+    r = report("mlp1_mnist.yaml")
+    assert (r["labels"].exact_lo, r["labels"].exact_hi, r["labels"].ctype.ctype, r["labels"].bits) == \
+        (0, 9, "uint8_t", 4)
+    argmax = report("tiny_cnn.yaml")["b0_lp_arg"]  # a learning pool's argmax index, [0, 63]
+    assert (argmax.ctype.ctype, argmax.bits) == ("uint8_t", 6)
+    assert r["b0_z"].bits == 8  # signed tensors are unchanged: [-127, 127] needs 8
 
 
 def test_mlp1_nitrogen_matches_semantics_table_10_3() -> None:

@@ -143,3 +143,68 @@ def test_caret_line_follows_tabs_wide_and_combining_characters() -> None:
     text = Diagnostic("E201", "m", Span("s.yaml", 1, line.index("bad") + 1)).render({"s.yaml": [line]})
     # under: tab -> tab; 'x: "' -> 4 spaces; 'e' -> 1; the combining mark -> 0; the CJK character -> 2; '" ' -> 2
     assert text.split("\n")[2] == "      | " + "\t" + " " * 4 + " " + "" + " " * 2 + " " * 2 + "^"
+
+
+def _write_specs(root: Path) -> None:
+    root.mkdir()
+    shutil.copy(SPECS / "tiny_mlp.yaml", root / "tiny_mlp.yaml")
+    shutil.copy(SPECS / "tiny_cnn.ng", root / "tiny_cnn.ng")
+    (root / "a_bad.yaml").write_text("name: a_bad\ninput: [1, 4, 4]\nnum_classes: 3\nlayers: [{kind: linaer}]\n")
+    (root / "z_bad.ng").write_text("model z_bad {\n  input = [1, 4, 4]\n  num_classes = 3\n  layers { linear(0) }\n}\n")
+
+
+def test_compile_all_reports_every_bad_spec_and_compiles_the_others(tmp_path: Path) -> None:
+    """It used to stop at the first bad spec (here a_bad.yaml, first in order), compiling nothing after it."""
+    _write_specs(tmp_path / "specs")
+    proc = run("compile", "--all", str(tmp_path / "specs"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny_cnn", "tiny_mlp"]
+    heads = [line for line in proc.stderr.splitlines() if "error[" in line]
+    assert [h.split(": error[")[1][:4] for h in heads] == ["E207", "E206"]
+    assert heads[0].startswith(f"{tmp_path / 'specs' / 'a_bad.yaml'}:4:")
+    assert heads[1].startswith(f"{tmp_path / 'specs' / 'z_bad.ng'}:4:")
+    assert proc.stderr.rstrip().endswith(f"2 of 4 specs failed: {tmp_path / 'specs' / 'a_bad.yaml'}, "
+                                         f"{tmp_path / 'specs' / 'z_bad.ng'}")
+    assert "Traceback" not in proc.stderr
+
+
+def test_compile_all_without_specs_is_an_error(tmp_path: Path) -> None:
+    """Outside the repository `compile --all` silently did nothing, with exit 0."""
+    proc = run("compile", "--all", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("specs: error[E001]: no such spec directory\n"), proc.stderr
+    (tmp_path / "empty").mkdir()
+    proc = run("compile", "--all", str(tmp_path / "empty"))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"{tmp_path / 'empty'}: error[E001]: no specs (*.yaml, *.ng) in this directory")
+
+
+def test_allow_option_silences_warnings(tmp_path: Path) -> None:
+    spec = tmp_path / "pool.yaml"
+    spec.write_text("name: pool\ninput: [1, 9, 9]\nnum_classes: 3\nlayers: [{kind: maxpool}, {kind: linear, "
+                    "out_features: 3}]\n")
+    assert "warning[W202]" in run("check", str(spec)).stderr
+    proc = run("check", str(spec), "--allow", "W202")
+    assert proc.returncode == 0 and proc.stderr == ""
+    proc = run("check", str(spec), "--allow", "E217")
+    assert proc.returncode == 2 and "not a list of warning codes" in proc.stderr
+
+
+def test_semantics_override_of_a_spec_with_weight_bits_warns() -> None:
+    """The shipped specs state weight_bits: 16 and are run with --semantics reference: allowed, with W204."""
+    proc = run("check", str(SPECS / "mlp1_mnist.yaml"), "--semantics", "reference")
+    assert proc.returncode == 0
+    assert proc.stderr.startswith(f"{SPECS / 'mlp1_mnist.yaml'}:7:1: warning[W204]: weight_bits = 16 is ignored")
+    assert run("check", str(SPECS / "mlp1_mnist.yaml"), "--semantics", "reference", "--allow", "W204").stderr == ""
+
+
+def test_shipped_specs_check_without_warnings() -> None:
+    for name in ("tiny_cnn.yaml", "tiny_cnn.ng", "vgg8b_mnist.yaml"):
+        proc = run("check", str(SPECS / name))
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_bits_column_counts_no_sign_bit_for_unsigned_tensors() -> None:
+    proc = run("check", str(SPECS / "mlp1_mnist.yaml"))
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("labels "))
+    assert row.split()[1:5] == ["[0,", "9]", "4", "uint8_t"]  # it said 5

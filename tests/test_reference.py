@@ -41,7 +41,7 @@ input: [{inp[0]}, {inp[1]}, {inp[2]}]
 num_classes: {classes}
 target_value: {target}
 semantics: {sem}
-weight_bits: {bits}
+{f"weight_bits: {bits}" if sem == "nitrogen" else ""}
 layers:
 {layers}
 train:
