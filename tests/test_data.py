@@ -230,7 +230,9 @@ def test_cifar10_evil_pickle_is_not_executed(iso: Path) -> None:
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0.5, 1]}, "integer", "E402"),
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1, 2]}, "2 images but 3 labels", "E404"),
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "label 10", "E404"),
-    ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, -1]}, "0..255", "E404"),
+    ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, -1]}, "negative label -1 at index 1", "E404"),
+    ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 256]}, "label 256 at index 1 is out of range 0..255",
+     "E404"),
 ])
 def test_cifar10_bad_batches(iso: Path, batch: Any, needle: str, code: str) -> None:
     dd = iso / "dd"
@@ -295,8 +297,9 @@ def test_npz_nhw_and_nchw(iso: Path) -> None:
 
 @pytest.mark.parametrize("change, needle, code", [
     (lambda a: a.pop("test_y"), "missing key(s) test_y", "E402"),
-    (lambda a: a.update(train_x=a["train_x"].astype(np.float32)), "'train_x' must be uint8", "E402"),
-    (lambda a: a.update(test_x=a["test_x"].astype(np.int16)), "'test_x' must be uint8", "E402"),
+    (lambda a: a.update(train_x=a["train_x"].astype(np.float32)), "'train_x' is float32: nitrogen trains on integers",
+     "E402"),
+    (lambda a: a.update(test_x=a["test_x"].astype(np.int16)), "'test_x' is int16; nitrogen reads uint8 or int8", "E402"),
     (lambda a: a.update(train_y=a["train_y"].astype(np.float64)), "1-D integer array", "E402"),
     (lambda a: a.update(train_x=a["train_x"].reshape(-1)), "(N, C, H, W) or (N, H, W)", "E402"),
     (lambda a: a.update(test_y=a["test_y"][:1]), "2 images but 1 labels", "E404"),

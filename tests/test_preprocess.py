@@ -1,4 +1,5 @@
-"""Preprocessing (semantics 3) by hand, the generated `<name>_normalize()` bit for bit against
+"""Preprocessing (semantics 3) by hand, against the formulas of semantics 3 written out over the whole set
+(bit for bit) and within a memory budget, the generated `<name>_normalize()` bit for bit against
 `preprocess.normalize`, the generated epoch shuffle against the reference's permutation, and the
 plateau / early-stopping rules of semantics 7 on hand-made sequences."""
 
@@ -6,13 +7,15 @@ from __future__ import annotations
 
 import ctypes
 import shutil
+import tracemalloc
+from typing import Any
 
 import numpy as np
 import pytest
 
 from nitrogen import reference
 from nitrogen.pipeline import compile_model
-from nitrogen.preprocess import Stats, normalize, statistics
+from nitrogen.preprocess import Stats, lookup_tables, normalize, statistics
 from nitrogen.train import Rule
 
 from conftest import load
@@ -48,6 +51,70 @@ def test_normalisation_clips_to_int8() -> None:
     s = Stats((0,), (1,), 1, 0)
     x = np.array([0, 127, 128, 129, 255], dtype=np.uint8).reshape(1, 1, 1, 5)
     assert normalize(x, s).reshape(-1).tolist() == [-128, -51, 0, 51, 127]
+
+
+def tdiv(a: Any, b: int) -> Any:
+    return np.where(a < 0, -((-a) // b), a // b)
+
+
+def statistics_by_formula(x: np.ndarray, seed: int, stats_samples: int) -> Stats:
+    """Semantics 3.3 written out over int64 copies of the whole statistics set."""
+    order = reference.Pcg32(seed, 1).permutation(len(x))
+    centred = x[np.asarray(order[:min(stats_samples, len(x))])].astype(np.int64) - 128
+    n = centred.shape[0] * centred.shape[2] * centred.shape[3]
+    means = [int(tdiv(np.int64(centred[:, c].sum()), n)) for c in range(x.shape[1])]
+    mads = [int(tdiv(np.int64(np.abs(centred[:, c] - m).sum()), n)) for c, m in enumerate(means)]
+    return Stats(tuple(means), tuple(mads), len(centred), seed)
+
+
+def normalize_by_formula(x: np.ndarray, s: Stats) -> np.ndarray:
+    """Semantics 3.4 written out over int64 copies."""
+    out = np.empty(x.shape, dtype=np.int8)
+    for c, (mean, mad) in enumerate(zip(s.mean, s.mad)):
+        out[:, c] = np.clip(tdiv((x[:, c].astype(np.int64) - 128 - mean) * 51, mad), -128, 127)
+    return out
+
+
+@pytest.mark.parametrize("shape, n, samples", [((1, 6, 5), 37, 25_000), ((3, 4, 4), 700, 300), ((2, 1, 9), 5000, 4999),
+                                               ((1, 28, 28), 3000, 1000)])
+def test_statistics_and_normalize_are_the_formulas_bit_for_bit(shape: tuple[int, int, int], n: int, samples: int) -> None:
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    x[: n // 3, 0] //= 7  # skewed channel: negative means, truncation toward zero matters
+    s = statistics(x, seed=n, stats_samples=samples)
+    assert s == statistics_by_formula(x, n, samples)
+    expected = normalize_by_formula(x, s)
+    assert np.array_equal(normalize(x, s), expected)
+    for extreme in (Stats(tuple(-128 + 100 * c for c in range(shape[0])), (1,) * shape[0], 1, 0),
+                    Stats((127,) * shape[0], (2**40,) * shape[0], 1, 0)):
+        assert np.array_equal(normalize(x, extreme), normalize_by_formula(x, extreme))
+    in_place = x.copy()
+    assert np.array_equal(normalize(in_place, s, out=in_place.view(np.int8)), expected)
+    assert np.array_equal(in_place.view(np.int8), expected)  # the uint8 buffer now holds the int8 result
+
+
+def test_lookup_tables_cover_every_byte() -> None:
+    s = Stats((-94, 3), (55, 1), 1, 0)
+    tables = lookup_tables(s)
+    assert tables.shape == (2, 256) and tables.dtype == np.int8
+    x = np.arange(256, dtype=np.uint8).reshape(1, 1, 1, 256).repeat(2, axis=1)
+    assert np.array_equal(tables, normalize_by_formula(x, s)[0, :, 0, :])
+
+
+def test_statistics_and_normalize_make_no_int64_copy_of_the_set() -> None:
+    # 20 000 MNIST-sized images are 15.7 MB of uint8; an int64 copy of them would be 125 MB.
+    x = np.random.default_rng(0).integers(0, 256, size=(20_000, 1, 28, 28), dtype=np.uint8)
+    tracemalloc.start()
+    try:
+        s = statistics(x, seed=1)
+        _, peak_stats = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        out = normalize(x, s)
+        _, peak_norm = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_stats < 16 * 2**20, f"statistics() peaked at {peak_stats / 2**20:.1f} MB"
+    assert peak_norm < x.nbytes + 16 * 2**20, f"normalize() peaked at {peak_norm / 2**20:.1f} MB (result {out.nbytes / 2**20:.1f} MB)"
 
 
 @needs_cc
