@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from . import reference
     from .spec import Model
 
-FILE_NAME = "checkpoint.ngck"
 SUFFIX = ".ngck"
 _HEADER = struct.Struct("<4sIQQI")   # magic, version, spec hash, length, CRC-32
 _STATE = struct.Struct("<QQqII")     # rng_state, rng_inc, lr_inv, steps, epoch
@@ -100,7 +99,7 @@ def decode(fmt: CheckpointFormat, data: bytes, source: str = "checkpoint", owner
     n = len(data)
     if data[:4] != CHECKPOINT_MAGIC[:min(n, 4)]:
         raise _fail("E421", f"{source}: not a nitrogen checkpoint (it starts with {bytes(data[:4])!r}, a checkpoint "
-                    f"with {CHECKPOINT_MAGIC!r})", hint="pass a checkpoint.ngck written by `nitrogen train` or by "
+                    f"with {CHECKPOINT_MAGIC!r})", hint="pass a last.ngck or best.ngck written by `nitrogen train` or by "
                     "<name>_checkpoint_save()")
     if n < CHECKPOINT_HEADER_BYTES:
         raise _fail("E424", f"{source}: truncated checkpoint: {n} bytes, less than the {CHECKPOINT_HEADER_BYTES}-byte "
@@ -193,4 +192,4 @@ def restore(model: reference.Model, ck: Checkpoint) -> None:
 
 
 __all__ = ["State", "Checkpoint", "format_of", "encode", "decode", "load", "save", "is_checkpoint", "read_bytes",
-           "run_spec_name", "restore", "STATUS_CODES", "FILE_NAME", "SUFFIX"]
+           "run_spec_name", "restore", "STATUS_CODES", "SUFFIX"]

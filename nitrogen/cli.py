@@ -11,12 +11,16 @@ import sys
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import DSL_SUFFIXES, __version__, load_spec
 from .errors import Diagnostic, InternalError, NitrogenError, source_lines
 from .ir import Program
 from .spec import Model, lint, with_semantics
+
+if TYPE_CHECKING:
+    from .data import Dataset
+    from .train import TrainResult
 
 EXIT_DIAGNOSTICS, EXIT_MISMATCH, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 70, 130
 
@@ -218,36 +222,128 @@ TARGET_NAMES = ("host", "cortex-m0plus", "cortex-m4")  # nitrogen.targets.TARGET
 DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "digits", "mnist5k")
 
 
+def _dataset_label(arg: str) -> str:
+    """The data set's name in a default run directory: the canonical name of a built-in set, else the file's
+    stem (checked again, with the real error, when the data set is loaded)."""
+    from .data import _canonical
+
+    path = Path(arg)
+    if path.suffix.lower() in (".npz", ".csv") or "/" in arg or "\\" in arg:
+        return path.stem
+    try:
+        return _canonical(arg)
+    except NitrogenError:
+        return arg.strip().lower()
+
+
+def _dataset_arg(arg: str) -> str:
+    """What a run records to find its data set again: a built-in name as given, a file as an absolute path."""
+    path = Path(arg)
+    return str(path.resolve()) if path.is_file() else arg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_dataset
+    from .rundir import RunDir
     from .train import train
 
+    if args.resume:
+        return _resume(args)
+    if not args.spec or not args.dataset:
+        print("nitrogen train: SPEC and --dataset are required (or --resume RUN to continue a run)", file=sys.stderr)
+        return 2
+    if args.backend is None:
+        args.backend = "c"
     model = _load(args)
-    dataset = load_dataset(args.dataset, args.data_dir)
     seed = args.seed if args.seed is not None else model.train.seed
-    out = Path(args.out or f"runs/{model.name}-{args.dataset}-s{seed}")
-    result = train(model, dataset, out, seed=seed, epochs=args.epochs, use_reference=args.reference,
+    default = Path("runs") / f"{model.name}-{_dataset_label(args.dataset)}-s{seed}"
+    run = RunDir.new(Path(args.out) if args.out else None, default, args.overwrite)  # before any work (E430, E432)
+    try:
+        dataset = _load_dataset(args, args.dataset, args.data_dir)
+    except BaseException:
+        run.discard()
+        raise
+    result = train(model, dataset, run, seed=seed, epochs=args.epochs, backend=args.backend,
                    progress=not args.quiet, plateau=not args.no_plateau, early_stopping=not args.no_early_stopping,
-                   resume=Path(args.resume) if args.resume else None)
+                   semantics_override=args.semantics, dataset_arg=_dataset_arg(args.dataset),
+                   data_dir=args.data_dir)
+    return _report_run(model, dataset, result)
+
+
+def _load_dataset(args: argparse.Namespace, name: str, data_dir: str | None) -> Dataset:
+    from .data import load_dataset
+
+    if not getattr(args, "quiet", False):
+        print(f"loading {name} ...", file=sys.stderr, flush=True)
+    return load_dataset(name, data_dir)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """`train --resume RUN`: continue a run in its own directory, with its spec, data set and options unless
+    they are given again (and then they must be the run's: E433)."""
+    from .rundir import RunDir
+    from .spec import with_semantics
+    from .train import train
+
+    path = Path(args.resume)
+    if path.is_file():  # a file of the run (last.ngck, trainer.json): its directory
+        path = path.parent
+    if args.out and Path(args.out).resolve() != path.resolve():
+        print("nitrogen train: a resumed run continues in its own directory; drop --out", file=sys.stderr)
+        return 2
+    if args.overwrite:
+        print("nitrogen train: --overwrite starts a new run; it cannot be combined with --resume", file=sys.stderr)
+        return 2
+    run = RunDir.existing(path)
+    try:
+        state = run.load_state()
+        options = state["options"]
+        spec = args.spec or next((str(path / n) for n in ("spec.yaml", "spec.ng") if (path / n).exists()), None)
+        if spec is None:
+            print(f"nitrogen train: {path} holds no spec copy; give SPEC", file=sys.stderr)
+            return 2
+        args.spec = spec
+        semantics = args.semantics or options.get("semantics_override")
+        args.semantics = None
+        model = with_semantics(_load(args), semantics)
+        seed = args.seed if args.seed is not None else options["seed"]
+        dataset_arg = args.dataset or state["dataset"].get("arg") or state["dataset"]["name"]
+        data_dir = args.data_dir or state["dataset"].get("data_dir")
+        dataset = _load_dataset(args, dataset_arg, data_dir)
+        result = train(model, dataset, run, seed=seed, epochs=args.epochs, resume=True,
+                       backend=args.backend or options["backend"], progress=not args.quiet,
+                       plateau=options["plateau"] if args.no_plateau is None else not args.no_plateau,
+                       early_stopping=options["early_stopping"] if args.no_early_stopping is None
+                       else not args.no_early_stopping,
+                       semantics_override=semantics, dataset_arg=_dataset_arg(dataset_arg), data_dir=data_dir)
+    finally:
+        run.release()
+    return _report_run(model, dataset, result)
+
+
+def _report_run(model: Model, dataset: Dataset, result: TrainResult) -> int:
     if not result.records:
-        print("interrupted before the first epoch finished; nothing written", file=sys.stderr)
+        print("interrupted before the first epoch finished; nothing kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     last = result.records[-1]
     how = " (early stop)" if result.stopped_early else " (interrupted)" if result.interrupted else ""
     print(f"{model.name} on {dataset.name}: best test accuracy {result.best_test_acc:.2f}% at epoch "
           f"{result.best_epoch}; final {last.test_acc:.2f}% after {last.epoch} epochs{how}")
-    print(f"wrote {out}/ (metrics.csv, metrics.json, curves.png, params.npz, checkpoint.ngck, spec, c/)")
+    out = result.run_dir
+    assert out is not None
+    files = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if not p.name.startswith("."))
+    print(f"wrote {out}/ ({', '.join(files)})")
+    if result.interrupted:
+        print(f"continue it with: nitrogen train --resume {out}", file=sys.stderr)
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import load_dataset
     from .train import evaluate, read_trained
 
     model = _load(args)
     trained = read_trained(model, Path(args.params))  # a bad checkpoint fails before the data set is loaded
-    dataset = load_dataset(args.dataset, args.data_dir)
-    correct, seen = evaluate(model, dataset, trained, use_reference=args.reference)
+    dataset = _load_dataset(args, args.dataset, args.data_dir)
+    correct, seen = evaluate(model, dataset, trained, backend=args.backend or "c")
     print(f"{model.name} on {dataset.name}: {correct}/{seen} correct, test accuracy {100 * correct / seen:.2f}%")
     return 0
 
@@ -297,6 +393,15 @@ def _int_at_least(low: int, high: int = 1 << 62) -> Callable[[str], int]:
     return parse
 
 
+class _Renamed(argparse.Action):
+    """`--reference` of nitrogen 0.1, renamed so that it is not mistaken for `--semantics reference`."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        parser.error("--reference is now --backend numpy (train with the NumPy reference implementation); "
+                     "for the published implementation's arithmetic use --semantics reference")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nitrogen", description="NITRO-D specs -> integer-only C99 training code")
     parser.add_argument("--version", action="version", version=f"nitrogen {__version__}")
@@ -343,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="firmware: look here first for the data set's files")
     p.add_argument("--from-checkpoint", metavar="CHECKPOINT",
                    help="firmware: fine-tune on the device, starting from this checkpoint of the same network "
-                        "(e.g. runs/<run>/checkpoint.ngck of `nitrogen train`; any batch size) instead of init")
+                        "(e.g. runs/<run>/best.ngck of `nitrogen train`; any batch size) instead of init")
     p.add_argument("--save-checkpoint", metavar="FILE",
                    help="firmware: after training, write the model's checkpoint to FILE on the debug host "
                         "(semihosting; `make run` puts it in DIR), to bring a fine-tuned model back")
@@ -365,26 +470,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out inputs compared after training (default: 3 x batch + 1, at most 200)")
     p.set_defaults(func=cmd_verify)
     p = add("train", "train on a real data set with the generated C (the paper's protocol)")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--dataset", required=True, metavar="NAME", help=", ".join(DATASET_NAMES))
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="the network: a .yaml or .ng spec file (with --resume: "
+                                                          "optional, the run's own copy is used)")
+    p.add_argument("--dataset", metavar="NAME|FILE",
+                   help=f"a built-in data set ({', '.join(DATASET_NAMES)}) or your own FILE.npz / FILE.csv "
+                        "(docs/data.md)")
     p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's files")
     p.add_argument("--epochs", type=_int_at_least(1, 1 << 20), help="maximum epochs (default: the spec's)")
     p.add_argument("--seed", type=_int_at_least(0, (1 << 64) - 1), help="run seed (default: the spec's)")
-    p.add_argument("--out", metavar="DIR", help="output directory (default runs/<spec>-<dataset>-s<seed>)")
-    p.add_argument("--reference", action="store_true", help="train with the NumPy reference instead of the C")
-    p.add_argument("--no-plateau", action="store_true", help="keep lr_inv fixed (no x3 on a plateau)")
-    p.add_argument("--no-early-stopping", action="store_true", help="always run the maximum epochs")
+    p.add_argument("--out", metavar="DIR", help="the run directory; it must not exist or be empty (default: a new "
+                                                "runs/<spec>-<dataset>-s<seed>[-vN])")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (its files are deleted once the new run finishes an epoch)")
+    p.add_argument("--resume", metavar="RUN",
+                   help="continue the run in directory RUN after its last finished epoch, with its spec, data set, "
+                        "seed and options, exactly as if it had never stopped (--epochs may raise the limit)")
+    p.add_argument("--backend", choices=("c", "numpy"), default=None,
+                   help="c: the generated C (default); numpy: the NumPy reference implementation (slow; same numbers)")
+    p.add_argument("--no-plateau", action="store_true", default=None, help="keep lr_inv fixed (no x3 on a plateau)")
+    p.add_argument("--no-early-stopping", action="store_true", default=None, help="always run the maximum epochs")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint.ngck (its parameters, PRNG, "
-                                                           "lr_inv and epoch); use the same seed and data set")
+    p.add_argument("--reference", action=_Renamed, nargs=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
-    p = add("evaluate", "test accuracy of a checkpoint written by `nitrogen train`")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--params", required=True, metavar="FILE",
-                   help="checkpoint.ngck (normalisation from its run's metrics.json) or params.npz of a training run")
-    p.add_argument("--dataset", required=True, metavar="NAME", help=", ".join(DATASET_NAMES))
+    p = add("evaluate", "test accuracy of a run or checkpoint written by `nitrogen train`")
+    p.add_argument("spec", metavar="SPEC", help="the network: a .yaml or .ng spec file")
+    p.add_argument("--params", required=True, metavar="RUN|FILE",
+                   help="a run directory (its best.ngck), a .ngck checkpoint in a run directory, or a params.npz of "
+                        "an earlier nitrogen")
+    p.add_argument("--dataset", required=True, metavar="NAME|FILE",
+                   help=f"a built-in data set ({', '.join(DATASET_NAMES)}) or FILE.npz / FILE.csv")
     p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's files")
-    p.add_argument("--reference", action="store_true", help="evaluate with the NumPy reference")
+    p.add_argument("--backend", choices=("c", "numpy"), default=None,
+                   help="c: the generated C (default); numpy: the NumPy reference implementation")
+    p.add_argument("--reference", action=_Renamed, nargs=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_evaluate)
     p = add("report", "RAM by category, integer operations and energy of one training step next to FP32")
     p.add_argument("spec", metavar="SPEC")

@@ -1,10 +1,11 @@
-"""All-or-nothing output directories for `compile` and `train`.
+"""All-or-nothing output directories for `compile` (training runs write as they go: `rundir.py`).
 
 Everything is first written into a staging directory next to the output directory. Publishing then moves
 the staged files into place one by one, after moving any file they replace into a backup directory; if a
 move fails (a full disk, a permission, a signal), every step already taken is undone in reverse, so the
 output directory is left exactly as it was: same files, same contents, no new subdirectories. Files of
-the output directory that nitrogen does not write are never touched. Imports nothing from nitrogen.
+the output directory that nitrogen does not write are never touched. Every OSError, from creating the
+staging directory to the last move, is E430.
 """
 
 from __future__ import annotations
@@ -67,20 +68,41 @@ def publish(stage: Path, out_dir: Path) -> None:
 def staged_directory(out_dir: Path) -> Iterator[Path]:
     """Yield an empty staging directory next to `out_dir`; when the block succeeds its files are published
     into `out_dir`; on any error (or if publishing fails) `out_dir` is left exactly as it was."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    made = [d for d in (out_dir.parent, *out_dir.parent.parents) if not d.exists()]  # deepest first
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as exc:  # a parent that is a file, a permission, a full disk
+        _remove_empty(made)
+        raise _cannot_write(out_dir, exc) from None
+    published = False
     try:
         yield stage
         publish(stage, out_dir)
+        published = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if not published:
+            _remove_empty(made)
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove the directories this call created on the way to the output directory (deepest first)."""
+    for d in directories:
+        try:
+            d.rmdir()
+        except OSError:
+            break
 
 
 def write_files(files: dict[str, str], out_dir: Path) -> None:
     """Write {name: text} into `out_dir` all or nothing."""
     with staged_directory(out_dir) as stage:
-        for name, text in files.items():
-            (stage / name).write_text(text, encoding="utf-8")
+        try:
+            for name, text in files.items():
+                (stage / name).write_text(text, encoding="utf-8")
+        except OSError as exc:  # a full disk while staging: nothing was published
+            raise _cannot_write(out_dir, exc) from None
 
 
 __all__ = ["publish", "staged_directory", "write_files"]

@@ -430,7 +430,7 @@ def test_resume_equals_uninterrupted_training(tool, spec: str) -> None:  # type:
 
 
 def test_train_resume_continues_the_run_exactly(tmp_path: Path) -> None:
-    """`nitrogen train` for 2 epochs == 1 epoch, then --resume for the second (C backend and reference)."""
+    """`nitrogen train` for 2 epochs == 1 epoch, then --resume for the second (C backend and NumPy)."""
     from nitrogen.data import Dataset
     from nitrogen.train import train
 
@@ -439,18 +439,18 @@ def test_train_resume_continues_the_run_exactly(tmp_path: Path) -> None:
     data = Dataset("synthetic", rng.integers(0, 256, (48, 1, 6, 5), dtype=np.uint8),
                    rng.integers(0, 4, 48, dtype=np.uint8), rng.integers(0, 256, (16, 1, 6, 5), dtype=np.uint8),
                    rng.integers(0, 4, 16, dtype=np.uint8), 4, "test")
-    for use_reference in (False, True):
-        d = tmp_path / ("ref" if use_reference else "c")
-        whole = train(model, data, d / "whole", seed=3, epochs=2, progress=False, use_reference=use_reference)
-        train(model, data, d / "first", seed=3, epochs=1, progress=False, use_reference=use_reference)
-        rest = train(model, data, d / "rest", seed=3, epochs=2, progress=False, use_reference=use_reference,
-                     resume=d / "first" / checkpoint.FILE_NAME)
-        assert [r.epoch for r in rest.records] == [2]
-        strip = [(r.train_loss, r.train_correct, r.test_correct, r.lr_inv) for r in whole.records[1:]]
+    for backend in ("c", "numpy"):
+        d = tmp_path / backend
+        whole = train(model, data, d / "whole", seed=3, epochs=2, progress=False, backend=backend)
+        train(model, data, d / "run", seed=3, epochs=1, progress=False, backend=backend)
+        rest = train(model, data, d / "run", seed=3, epochs=2, progress=False, backend=backend, resume=True)
+        assert [r.epoch for r in rest.records] == [1, 2] and rest.first_epoch == 2
+        strip = [(r.train_loss, r.train_correct, r.test_correct, r.lr_inv) for r in whole.records]
         assert strip == [(r.train_loss, r.train_correct, r.test_correct, r.lr_inv) for r in rest.records]
-        assert (d / "rest" / checkpoint.FILE_NAME).read_bytes() == (d / "whole" / checkpoint.FILE_NAME).read_bytes()
-    assert (tmp_path / "c" / "whole" / checkpoint.FILE_NAME).read_bytes() == \
-        (tmp_path / "ref" / "whole" / checkpoint.FILE_NAME).read_bytes()
+        for name in ("last.ngck", "best.ngck", "metrics.csv", "trainer.json"):
+            assert (d / "run" / name).read_bytes() == (d / "whole" / name).read_bytes(), name
+    assert (tmp_path / "c" / "whole" / "last.ngck").read_bytes() == \
+        (tmp_path / "numpy" / "whole" / "last.ngck").read_bytes()
 
 
 # -- (5): another network ---------------------------------------------------------------------------------------
