@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""Reproduce the paper's accuracy rows (semantics 11.1) with the generated C and the paper's protocol.
+"""Reproduce the paper's accuracy rows (docs/benchmarks.md#accuracy) with the generated C and the paper's protocol.
 
     python benchmarks/accuracy_table.py                      # MLP1/MNIST and MLP2/Fashion-MNIST, seeds 42-44
     python benchmarks/accuracy_table.py --seeds 42 43 44 45 46 --jobs 2
     python benchmarks/accuracy_table.py --runs vgg8b_fmnist_w8:fashion-mnist --epochs 30
 
 Every run is `nitrogen.train.train` (the same code as `nitrogen train`): integer-only training in the
-generated C, up to the spec's 150 epochs with the plateau rule and early stopping of semantics 7. Runs
-go to runs/accuracy/<spec>-<dataset>-s<seed>/ and are reused when their metrics.json exists (delete
-the directory to re-run). The table gives, per row, the mean and 2x the population standard
-deviation (the paper's "±") of the best-epoch test accuracy (the paper's metric) and of the final-epoch
-accuracy, the epochs run and the wall time, next to the paper's number.
+generated C, up to the spec's 150 epochs with the plateau rule and early stopping of
+docs/semantics.md#training-protocol. Runs go to runs/accuracy/<spec>-<dataset>-s<seed>/ and are reused when
+their metrics.json exists (delete the directory to re-run). The table gives, per row, the mean and 2x the
+population standard deviation (the paper's "±") of the best-epoch test accuracy (the paper's metric) and of the
+final-epoch accuracy, the epochs run and the wall time, next to the paper's number.
 """
 
 from __future__ import annotations

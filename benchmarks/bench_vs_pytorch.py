@@ -12,10 +12,10 @@ For every spec, one training step at the spec's batch size (forward, loss, backw
   * PyTorch backprop: the spec's forward layers in float32 (bias-free conv/linear, ReLU, the spec's pools and
     dropouts, flatten, the bias-free output linear), cross-entropy, end-to-end backprop, plain SGD;
   * PyTorch local-loss: NITRO-D's compute graph in float32. Each block's forward layer and ReLU see a detached
-    input, its learning layers (conv blocks: the learning pool of semantics 5.2, then flatten; then a linear to
-    the classes) feed a mean-squared-error loss against 0/1 one-hot targets (the semantics' sum of squares up
-    to a constant), the output linear has the same loss on its detached input (semantics 1.2, 6.2-6.3); one
-    backward over the summed losses, plain SGD;
+    input, its learning layers (conv blocks: the learning pool of docs/semantics.md#learning-pools, then
+    flatten; then a linear to the classes) feed a mean-squared-error loss against 0/1 one-hot targets (the
+    semantics' sum of squares up to a constant), the output linear has the same loss on its detached input
+    (docs/semantics.md#backward-pass, #the-training-step); one backward over the summed losses, plain SGD;
   * the backprop model again with PyTorch's default thread count (all cores).
 Torch gets the same int8 batches as the C, as float32. Each torch figure is the median over RUNS runs of N
 timed steps in one process, after TORCH_WARMUP untimed steps. Accuracy is not compared. It only prints.
@@ -90,7 +90,7 @@ def build_stages(model: Model) -> tuple[list[Stage], nn.Module]:
             stages.append(Stage(nn.Sequential(conv, nn.ReLU()),
                                 nn.Sequential(*pool, nn.Flatten(), nn.Linear(d, classes, bias=False))))
         elif isinstance(layer, LinearBlock):
-            if not flat:  # a flatten is implied before the first linear block (semantics 5.5)
+            if not flat:  # a flatten is implied before the first linear block
                 stages.append(Stage(nn.Flatten()))
                 c, h, w, flat = c * h * w, 1, 1, True
             stages.append(Stage(nn.Sequential(nn.Linear(c, layer.out_features, bias=False), nn.ReLU()),
@@ -139,7 +139,7 @@ def local_loss_step(model: Model) -> tuple[Callable[[torch.Tensor, torch.Tensor]
             if s.learn is None:
                 a = s.fwd(a)
                 continue
-            a = s.fwd(a.detach())  # the block's input is a constant for its update (semantics 1.2)
+            a = s.fwd(a.detach())  # the block's input is a constant for its update (docs/semantics.md#backward-pass)
             # mean, not the semantics' sum: the same gradients up to a constant, but float SGD stays finite
             loss = loss + f.mse_loss(s.learn(a), target, reduction="mean")
         loss = loss + f.mse_loss(out(a.detach()), target, reduction="mean")

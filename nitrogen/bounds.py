@@ -1,11 +1,12 @@
 """Bounds: ir.Program -> BoundsReport, the worst-case interval of every tensor.
 
-Interval arithmetic on Python ints (semantics 10.2): weights lie in their storage range, a
+Interval arithmetic on Python ints (docs/semantics.md#bounds-and-c-types): weights lie in their storage range, a
 product interval is the hull of the four corner products, a sum of M terms is M times the
 term interval (0 lies in every interval, so every partial sum in any order stays inside),
 tdiv by a positive constant maps the endpoints. Each tensor whose type the semantics leave
 open gets the narrowest signed type that holds it (accumulators: int32 or int64). In
-`reference` mode accumulators, gradients and weights are int32 and wrap (semantics 10.4).
+`reference` mode accumulators, gradients and weights are int32 and wrap
+(docs/semantics.md#int32-wraps).
 A worst case that no C type holds is reported at the spec line of the layer that causes it.
 """
 
@@ -60,7 +61,8 @@ class BoundsReport:
         return dict(self.product_types)[acc]
 
     def chunk(self, acc: str) -> int:
-        """Terms per int32 partial sum of an int64 accumulator (semantics 10.2), or 0 for no chunking."""
+        """Terms per int32 partial sum of an int64 accumulator (docs/semantics.md#bounds-and-c-types), or 0 for no
+        chunking."""
         return dict(self.chunks).get(acc, 0)
 
 
@@ -166,7 +168,7 @@ def bound_linear_scale(an: _Analysis, op: Op) -> None:
     n_in, sf = op.int_attr("n_in"), op.int_attr("sf")
     an.define(acc, n_in * lo, n_in * hi, op)
     if an.bounds[acc].ctype == I64 and an.products[acc] == I32:
-        # Exact chunking (semantics 10.2): K terms sum in int32 when K * max|term| <= 2^31 - 1.
+        # Exact chunking (docs/semantics.md#bounds-and-c-types): K terms sum in int32 when K * max|term| <= 2^31 - 1.
         an.chunks[acc] = min(n_in, I32.max // max(-lo, hi, 1))
     alo, ahi = an.interval(acc)
     an.define(op.outs[0], max(-127, min(127, tdiv(alo, sf))), max(-127, min(127, tdiv(ahi, sf))), op)
@@ -207,7 +209,8 @@ def bound_linear_grad_sgd(an: _Analysis, op: Op) -> None:
 
 
 def _grad_sgd(an: _Analysis, op: Op, delta: Interval, x: Interval, terms: int, w: str) -> None:
-    """A weight gradient of `terms` products delta * x per weight, then IntegerSGD (semantics 7.1)."""
+    """A weight gradient of `terms` products delta * x per weight, then IntegerSGD
+    (docs/semantics.md#integersgd)."""
     grad, g, wnew, row = op.temps[:4]
     lo, hi = an.product(grad, delta, x, op)
     an.define(grad, terms * lo, terms * hi, op)
@@ -238,7 +241,8 @@ def bound_conv_scale(an: _Analysis, op: Op) -> None:
     an.products[plane] = an.products[acc]
     channels = 0
     if an.bounds[acc].ctype == I64 and an.products[acc] == I32:
-        # Exact chunking (semantics 10.2) by whole input channels: k*k*channels terms fit int32.
+        # Exact chunking (docs/semantics.md#bounds-and-c-types) by whole input channels: k*k*channels terms fit
+        # int32.
         channels = min(op.int_attr("c_in"), I32.max // max(-lo, hi, 1) // taps)
         if channels:
             an.chunks[acc] = channels
@@ -256,7 +260,8 @@ def _padded(op: Op) -> bool:
 
 def bound_max_pool(an: _Analysis, op: Op) -> None:
     lo, hi = an.interval(op.ins[0])
-    if op.attr("zero_pad") and _padded(op):  # reference: padding cells hold 0 and can win (semantics 4.5)
+    # reference: padding cells hold 0 and can win (docs/semantics.md#padding-that-wins-a-max-pool)
+    if op.attr("zero_pad") and _padded(op):
         lo, hi = min(lo, 0), max(hi, 0)
     an.define(op.outs[0], lo, hi, op)
     if len(op.outs) > 1:  # the learning max pool: argmax offset, and z at the argmax cell (0 on padding)
@@ -267,7 +272,7 @@ def bound_max_pool(an: _Analysis, op: Op) -> None:
 
 def bound_avg_pool(an: _Analysis, op: Op) -> None:
     lo, hi = an.interval(op.ins[0])
-    if _padded(op):  # zero padding counts in the divisor (semantics 4.6)
+    if _padded(op):  # zero padding counts in the divisor (docs/semantics.md#pools)
         lo, hi = min(lo, 0), max(hi, 0)
     cells = op.int_attr("kh") * op.int_attr("kw")
     an.define(op.temps[0], cells * lo, cells * hi, op)
@@ -288,7 +293,7 @@ def bound_conv_grad_sgd(an: _Analysis, op: Op) -> None:
     dz = op.temps[4]
     lo, hi = an.interval(dp)
     # Pool backward routes or divides by kh*kw >= 1, NITRO-ReLU backward divides by s >= 1 or zeroes:
-    # every value stays inside the incoming interval and 0 (semantics 10.2).
+    # every value stays inside the incoming interval and 0 (docs/semantics.md#bounds-and-c-types).
     an.define(dz, min(lo, 0), max(hi, 0), op)
     batch = an.program.tensor(dp).shape[0]
     # Max routing: one cell per learning-pool window carries a gradient; otherwise every output position.
@@ -339,7 +344,8 @@ def check_bounds(program: Program) -> BoundsReport:
 
 
 def lr_amp_rows(program: Program) -> list[tuple[str, int, int]]:
-    """(name, lo, hi) of A = lr_inv * amp for every weight tensor: always int64 (semantics 10.6)."""
+    """(name, lo, hi) of A = lr_inv * amp for every weight tensor: always int64
+    (docs/semantics.md#bounds-and-c-types)."""
     rows = []
     for op in program.train:
         if op.kind in (OpKind.LINEAR_GRAD_SGD, OpKind.CONV_GRAD_SGD, OpKind.CONV_GRAD_SGD_MAX):

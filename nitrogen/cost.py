@@ -1,10 +1,12 @@
 """Cost report: the static memory plan by category, the integer operations of one training step, and
-the energy estimate of semantics 11.2 next to FP32 backpropagation of the same architecture.
+the energy estimate of the paper's analytic method next to FP32 backpropagation of the same architecture
+(docs/cost-report.md).
 
 RAM comes from the real memory plan (`layout.plan`), so the total is exactly sizeof(<name>_ctx_t).
 Operation counts come from the real op list (`program.train`) and mirror what the templates in
-`templates/ops/` execute, one rule per `OpKind` (`COUNT`). The analytic figures follow semantics
-11.2 word for word (`analytic`); `paper_report` adds the published accounting, head bug included.
+`templates/ops/` execute, one rule per `OpKind` (`COUNT`). The analytic figures follow the
+paper's analytic method (`analytic`); `paper_report` adds the published accounting, head bug included
+(docs/cost-report.md#the-papers-table).
 
 What one op of the training step contributes (B = batch; n = elements; widths below):
 
@@ -42,7 +44,7 @@ What one op of the training step contributes (B = batch; n = elements; widths be
   True 64-bit multiplies are the PCG32 step and lr_inv * amp. Reference semantics multiply and accumulate
   modulo 2^32 (uint32).
 
-Energy (semantics 11.2, Horowitz ISSCC 2014, 45 nm): int32 mult 3.1 pJ, add 0.1 pJ; fp32 mult 3.7 pJ,
+Energy (the paper's method, Horowitz ISSCC 2014, 45 nm): int32 mult 3.1 pJ, add 0.1 pJ; fp32 mult 3.7 pJ,
 add 0.9 pJ. Horowitz's own integer figures scale linearly in width for an add (8-bit 0.03 pJ) and
 quadratically for a multiply (8-bit 0.2 pJ), so an int64 add is charged 2 × 0.1 pJ and an int64 multiply
 4 × 3.1 pJ; ops narrower than 32 bits are charged the int32 cost (C computes them in int). Divides have no
@@ -68,7 +70,7 @@ COLUMNS = ("mul32", "mul64", "add32", "add64", "div32", "div64")
 PJ = {"mul32": 3.1, "mul64": 4 * 3.1, "add32": 0.1, "add64": 2 * 0.1, "div32": 0.0, "div64": 0.0}
 FP32_MUL_PJ, FP32_ADD_PJ = 3.7, 0.9
 INT32_MUL_PJ, INT32_ADD_PJ = 3.1, 0.1
-OPTIMIZERS = {"sgd": (2, 2), "adam": (9, 4)}  # (mul, add) per parameter and step, semantics 11.2
+OPTIMIZERS = {"sgd": (2, 2), "adam": (9, 4)}  # (mul, add) per parameter and step, as the paper counts
 NITRO_UPDATE = (2, 2)
 PAPER_BATCH = 64
 CIFAR_INPUT = (3, 32, 32)
@@ -352,13 +354,13 @@ def energy_pj(counts: dict[str, int]) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# The analytic method of semantics 11.2. For the real plan: the spec's input and batch, and every block's
+# The paper's analytic method (docs/cost-report.md). For the real plan: the spec's input and batch, and every block's
 # real learning linear (D from the learning-pool search). With `paper=True`: the published accounting.
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class BaseLayer:
-    """A conv or linear layer as 11.2 counts it (k = 1 and D = 1 for a linear)."""
+    """A conv or linear layer as the paper's analytic method counts it (k = 1 and D = 1 for a linear)."""
 
     c_in: int
     c_out: int
@@ -408,7 +410,7 @@ def architecture(model: Model, *, paper: bool = False, input_features: int | Non
 
 
 def layer_ops(layers: tuple[BaseLayer, ...], bs: int) -> tuple[int, int]:
-    """(mul, add) of forward, dW and dX of one step at batch bs, semantics 11.2 (no update)."""
+    """(mul, add) of forward, dW and dX of one step at batch bs, by the paper's analytic method (no update)."""
     mul = add = 0
     for ly in layers:
         k2, s, s_in = ly.k * ly.k, ly.d_out * ly.d_out, ly.d_in * ly.d_in
@@ -437,7 +439,7 @@ class Analytic:
 
 
 def analytic(arch: Arch, fp_optimizer: str) -> Analytic:
-    """FP32 backpropagation and NITRO-D, counted and sized as semantics 11.2 says."""
+    """FP32 backpropagation and NITRO-D, counted and sized by the paper's analytic method."""
     bs = arch.batch
     params = sum(ly.params for ly in arch.layers)
     heads = sum(h.params for h in arch.heads)
@@ -514,7 +516,7 @@ def plan_report(model: Model, *, fp_optimizer: str = "sgd", top: int = 8) -> dic
 
 
 def paper_report(model: Model, *, fp_optimizer: str = "sgd", input_features: int | None = None) -> dict[str, Any]:
-    """The published accounting of semantics 11.2 for `model` (one row of its table)."""
+    """The published accounting of the paper's analytic method for `model` (one row of its table)."""
     arch = architecture(model, paper=True, input_features=input_features)
     a = analytic(arch, fp_optimizer)
     return {
@@ -564,16 +566,16 @@ def render_plan(d: dict[str, Any]) -> str:
                 "fp32 mult 3.7 pJ, add 0.9 pJ); divides not costed",
             f"  {'':<44}{'mul':>18}{'add':>18}{'div':>16}{'energy mJ':>14}{'reduction':>11}"]
     for label, key in (("NITRO-D, generated C", "nitrogen"),
-                       ("NITRO-D, 11.2 method, a head per block", "nitro_analytic"),
-                       (f"FP32 backprop + {opt}, 11.2 method", "fp32")):
+                       ("NITRO-D, paper method, a head per block", "nitro_analytic"),
+                       (f"FP32 backprop + {opt}, paper method", "fp32")):
         v = e[key]
         red = f"{v['reduction_pct']:>9.2f} %" if key != "fp32" else ""
         out.append(f"  {label:<44}{_n(v['mul']):>18}{_n(v['add']):>18}{_n(v['div']):>16}{v['mj']:>14.6g}{red}")
     m = d["memory"]
     out += ["", "Memory of one training step", f"  {'':<52}{'bytes':>16}{'MB':>12}{'reduction':>11}"]
     for label, key in (("NITRO-D, generated C: context + int8 input batch", "nitrogen"),
-                       ("NITRO-D, 11.2 formula: 16-bit W, 8-bit activations", "nitro_analytic"),
-                       (f"FP32 backprop + {opt}, 11.2 formula", "fp32")):
+                       ("NITRO-D, paper formula: 16-bit W, 8-bit activations", "nitro_analytic"),
+                       (f"FP32 backprop + {opt}, paper formula", "fp32")):
         v = m[key]
         red = f"{v['reduction_pct']:>9.2f} %" if key != "fp32" else ""
         out.append(f"  {label:<52}{_n(v['bytes']):>16}{v['bytes'] / 1e6:>12.4f}{red}")
@@ -586,6 +588,6 @@ def render_paper(d: dict[str, Any]) -> str:
     row = (f"{d['model']:<16} {d['fp_energy_mj']:>13.6g} {d['nitro_energy_mj']:>12.6g} "
            f"{d['energy_reduction_pct']:>9.2f} % {d['fp_memory_mb']:>13.4f} {d['nitro_memory_mb']:>11.4f} "
            f"{d['memory_reduction_pct']:>9.2f} %")
-    note = (f"semantics 11.2 as published: batch {d['batch']}, {d['input_features']} inputs, FP32 + "
+    note = (f"the paper's accounting as published: batch {d['batch']}, {d['input_features']} inputs, FP32 + "
             f"{d['fp_optimizer']}, learning head {d['heads'][0]}->{d['classes']} on the first block only")
     return "\n".join((head, "-" * len(head), row, note))

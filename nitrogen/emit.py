@@ -25,7 +25,7 @@ ABI_VERSION = 2  # 2: the context gained `epoch` (checkpoints)
 # licence (LICENSE), the licence of the templates it is made from. tests/test_license.py keeps them equal.
 LICENSE = "MIT"
 SPDX = f"SPDX-License-Identifier: {LICENSE}"
-NORM_SCALE = 51  # semantics 3.4
+NORM_SCALE = 51  # docs/semantics.md#preprocessing
 
 # Status codes: the enum and the string table are generated from this one list.
 STATUS: tuple[tuple[str, int, str], ...] = (
@@ -211,7 +211,8 @@ class _Views:
     @staticmethod
     def _real(ph: int, pw: int, height: int, width: int) -> str:
         """C condition: padded window coordinates (r, c) address a real cell. Only padded dimensions
-        need a test: without padding, floor-sized windows never leave the input (semantics 4.5)."""
+        need a test: without padding, floor-sized windows never leave the input
+        (docs/semantics.md#pools)."""
         tests = []
         for var, pad, size in (("r", ph, height), ("c", pw, width)):
             if pad:
@@ -271,7 +272,7 @@ class MacKernel:
     whose restrict parameters let compilers vectorise it without run-time alias checks (block-scope
     restrict pointers into one struct do not). Exact: the row's products are a subset of the
     accumulator's terms, and every subset sum of terms whose interval contains 0 lies within the
-    accumulator's proven interval (semantics 10.2)."""
+    accumulator's proven interval (docs/semantics.md#bounds-and-c-types)."""
 
     name: str
     acc_t: str

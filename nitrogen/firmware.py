@@ -64,7 +64,8 @@ def default_samples(model: Model, steps: int = 4, seed: int = 0, n_eval: int = 8
 
 def dataset_samples(model: Model, dataset: Dataset, steps: int = 4, seed: int = 0, n_eval: int = 8,
                     stats: Stats | None = None) -> Samples:
-    """Real images, normalised exactly as `nitrogen train` does (training-set statistics, semantics 3):
+    """Real images, normalised exactly as `nitrogen train` does (training-set statistics,
+    docs/semantics.md#preprocessing):
     the first steps * batch training images in stored order, and the first n_eval test images. `stats`: the
     normalisation of an earlier run (a firmware that fine-tunes its checkpoint must see data as it did)."""
     dataset = fit_to_model(dataset, model)
@@ -76,7 +77,8 @@ def dataset_samples(model: Model, dataset: Dataset, steps: int = 4, seed: int = 
     own, train_x, test_x = prepare(dataset, model, seed)
     if stats is not None and stats != own:
         train_x, test_x = normalize(dataset.train_x, stats), normalize(dataset.test_x, stats)
-    how = "the training-set statistics (semantics 3)" if stats is None else "the statistics of the checkpoint's run"
+    how = ("the training-set statistics (docs/semantics.md#preprocessing)" if stats is None
+           else "the statistics of the checkpoint's run")
     length = model.input_len
     return Samples(seed, train_x[:steps * bs].reshape(steps, bs, length),
                    dataset.train_y[:steps * bs].reshape(steps, bs).astype(np.uint8),

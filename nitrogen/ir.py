@@ -152,8 +152,8 @@ class Param:
 
 @dataclass(frozen=True, slots=True)
 class LayerConstants:
-    """The per-layer constants lowering decided for one block or the output layer (semantics 5 and 9),
-    printed by `nitrogen check` so they can be compared with the paper's tables."""
+    """The per-layer constants lowering decided for one block or the output layer, printed by
+    `nitrogen check` so they can be compared with the paper's tables."""
 
     name: str            # "b0", ..., "out"
     geometry: str        # "conv 1->128 3x3/1", "linear 512->1024", "output 1024->10"
@@ -174,8 +174,8 @@ class Program:
     semantics: str
     tensors: tuple[Tensor, ...]
     init: tuple[Op, ...]          # parameter initialisation, in draw order
-    train: tuple[Op, ...]         # one training step, fused schedule (semantics 6.5)
-    infer: tuple[Op, ...]         # evaluation forward (semantics 6.6)
+    train: tuple[Op, ...]         # one training step, fused schedule (docs/semantics.md#the-training-step)
+    infer: tuple[Op, ...]         # evaluation forward
     params: tuple[Param, ...]
     constants: tuple[tuple[str, int], ...]  # public macros: BATCH, INPUT_LEN, N_CLASSES, ...
     blocks: tuple[str, ...]       # block owners ("b0", "b1", ...) for per-block statistics

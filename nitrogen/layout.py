@@ -74,7 +74,7 @@ def _sorted(members: list[Member]) -> tuple[Member, ...]:
     return tuple(sorted(members, key=lambda m: -m.align))  # stable: keeps lowering order within an alignment
 
 
-STATE = (Member("rng_state", "uint64_t", 1, "PCG32 state of rng_train (semantics 2.3)", 8, 8),
+STATE = (Member("rng_state", "uint64_t", 1, "PCG32 state of rng_train (docs/semantics.md#random-numbers)", 8, 8),
          Member("rng_inc", "uint64_t", 1, "PCG32 stream increment", 8, 8),
          Member("lr_inv", "int64_t", 1, "IntegerSGD learning-rate inverse; see set_lr_inv()", 8, 8),
          Member("steps", "uint32_t", 1, "training steps taken since init", 4, 4),

@@ -2,7 +2,7 @@
 
 Resolves shapes and every per-layer constant (scaling factors, Kaiming bounds, NITRO-ReLU
 tables, amplification, decay), names every tensor of the training step, and lays the ops
-out in the fused schedule of semantics 6.5: each block's local step runs right after the
+out in the fused schedule (docs/semantics.md#the-training-step): each block's local step runs right after the
 block's forward, so only that block's working tensors are live (they share one union).
 Types that depend on worst cases are left to bounds.py.
 """
@@ -19,11 +19,12 @@ from .ir import (I8, I16, I32, U8, U16, U32, Attr, IntType, LayerConstants, Op, 
 from .spec import (RELU_TABLE, AvgPool, ConvBlock, Dropout, LinearBlock, MaxPool, Model, Semantics, Stage,
                    dropout_scale, learning_pool_search, stages)
 
-GAIN_REFERENCE = 1372  # the published implementation uses this gain for every layer (semantics 8)
+# The published implementation uses this gain for every layer (docs/semantics.md#kaiming-gain-1372).
+GAIN_REFERENCE = 1372
 
 
 def isqrt_floor(n: int) -> int:
-    """floor(sqrt(n)) by Newton's method on integers (semantics 2.1)."""
+    """floor(sqrt(n)) by Newton's method on integers (docs/semantics.md#integer-primitives)."""
     x, y = n, (n + 1) // 2
     while y < x:
         x, y = y, (y + n // y) // 2
@@ -31,12 +32,12 @@ def isqrt_floor(n: int) -> int:
 
 
 def kaiming_bound(fan_in: int, gain_milli: int) -> int:
-    """Integer Kaiming-uniform bound B(fan_in) (semantics 8)."""
+    """Integer Kaiming-uniform bound B(fan_in) (docs/semantics.md#initialisation)."""
     return min(64, (gain_milli * 128 * 1732) // (isqrt_floor(fan_in) * 10**6))
 
 
 def relu_table(slope_inv: int) -> tuple[int, ...]:
-    """NITRO-ReLU output for every scaling output z in [-127, 127], index z + 127 (semantics 4.4)."""
+    """NITRO-ReLU output for every scaling output z in [-127, 127], index z + 127 (docs/semantics.md#nitro-relu)."""
     mu = RELU_TABLE[slope_inv][0]
     out = []
     for z in range(-127, 128):
@@ -147,8 +148,8 @@ class _Ctx:
                         label, span))
 
     def learning_head(self, b: str, index: int, d: int, gain: int, span: Span) -> tuple[str, str]:
-        """The learning linear D -> C of block `b` (drawn right after the forward weight, semantics 8) and
-        its input-gradient buffer; returns (weight, input gradient)."""
+        """The learning linear D -> C of block `b` (drawn right after the forward weight,
+        docs/semantics.md#initialisation) and its input-gradient buffer; returns (weight, input gradient)."""
         classes, bs = self.classes, self.bs
         lw = self.weight(f"{b}_l_w", f"blocks.{index}.learning.weight", (classes, d), d, gain, span,
                          f"block {index} learning linear {d}->{classes}")
@@ -156,7 +157,8 @@ class _Ctx:
                                f"block {index} learning input gradient", span)
 
     def local_linear(self, b: str, index: int, p: str, lw: str, dx: str, d: int, stat: int, span: Span) -> None:
-        """The learning-layer half of LOCAL_STEP (semantics 6.3): logits, loss, input gradient, update."""
+        """The learning-layer half of a local step (docs/semantics.md#the-training-step): logits, loss, input gradient,
+        update."""
         bs, classes = self.bs, self.classes
         logits = self.tensor(f"{b}_l_logits", (bs, classes), Role.SCRATCH, I8, slot="scratch", group=b,
                              doc=f"block {index} local logits", span=span)
@@ -210,8 +212,9 @@ def lower_linear(ctx: _Ctx, st: Stage, x: str) -> str:
     ctx.relu(z, h, layer.slope_inv, f"block {index} NITRO-ReLU 1/{layer.slope_inv}", span)
     ctx.layers.append(LayerConstants(b, f"linear {n_in}->{n_out}", 1, 256 * n_in, ctx.params[-2].init_bound,
                                      train.amp_model, 1, (1, 1, 0, 0), n_out, 256 * n_out, ctx.params[-1].init_bound))
-    # Local step(s) (semantics 6.3), fused right after the forward. Reference mode runs two for the linear
-    # blocks of a network with a conv block (6.4); the statistics come from the first.
+    # Local step(s) (docs/semantics.md#the-training-step), fused right after the forward. Reference mode runs two
+    # for the linear blocks of a network with a conv block (docs/semantics.md#two-local-steps-per-linear-block-in-cnns);
+    # the statistics come from the first.
     steps = 2 if ctx.ref and ctx.model.has_conv else 1
     dz = ctx.tensor(f"{b}_dz", (bs, n_out), Role.SCRATCH, ctx.acc_type, ctx.wrap, "scratch", b,
                     f"block {index} NITRO-ReLU backward", span)
@@ -233,7 +236,7 @@ def _pool_attrs(shape: tuple[int, int, int], kh: int, kw: int, ph: int, pw: int,
 
 
 def lower_conv(ctx: _Ctx, st: Stage, x: str) -> str:
-    """One conv local-loss block (semantics 5.2, 6.3); returns its output tensor."""
+    """One conv local-loss block (docs/semantics.md#learning-pools, #the-training-step); returns its output tensor."""
     layer = st.layer
     assert isinstance(layer, ConvBlock)
     index, span, bs = st.block, layer.span, ctx.bs
@@ -289,7 +292,8 @@ def lower_conv(ctx: _Ctx, st: Stage, x: str) -> str:
                    (("c_in", cin), ("c_out", cout), ("size", hin), ("kernel", k), ("pad", pad), ("out", ho),
                     ("sf", 256 * fan_in)) + loop, f"block {index} forward {geometry}", span))
     ctx.relu(z, h, layer.slope_inv, f"block {index} NITRO-ReLU 1/{layer.slope_inv}", span, loop)
-    # Local step (semantics 6.3), fused right after the forward: one step in both modes for conv blocks (6.4).
+    # Local step (docs/semantics.md#the-training-step), fused right after the forward: one step in both modes for
+    # conv blocks.
     p, argmax, z_at_arg = h, "", ""
     pool_attrs = _pool_attrs(st.out_shape, kh, kw, ph, pw, dh, dw, ctx.ref)
     if pooled:
@@ -358,14 +362,14 @@ def _feature_pool(ctx: _Ctx, st: Stage, x: str, loop: tuple[tuple[str, Attr], ..
 
 
 def lower_pool(ctx: _Ctx, st: Stage, x: str) -> str:
-    """A feature-extractor pool: kernel k, stride k, no padding, forward only (semantics 4.5, 4.6, 5.5)."""
+    """A feature-extractor pool: kernel k, stride k, no padding, forward only (docs/semantics.md#pools)."""
     if st.index in ctx.fused_pools:  # already computed inside the conv block before it, sample by sample
         return ctx.fused_pools[st.index]
     return _feature_pool(ctx, st, x)
 
 
 def lower_dropout(ctx: _Ctx, st: Stage, x: str) -> str:
-    """Training-only dropout (semantics 4.8); evaluation reads the dropout's input instead."""
+    """Training-only dropout (docs/semantics.md#dropout); evaluation reads the dropout's input instead."""
     layer = st.layer
     assert isinstance(layer, Dropout)
     size = _size(st.in_shape)
@@ -430,7 +434,8 @@ def lower(model: Model) -> Program:
     ctx.loss_grad(logits, "out_delta", "out_loss", -1, "out", "global loss", span)
     ctx.grad_sgd("out", "out_delta", x, w, n, classes, 1, train.subnet_decay_inv, "out", "output linear update",
                  span)
-    lr_inv_max = (1 << 62) // max(ctx.amps)  # semantics 7.2: a reduction that makes any A exceed 2^62 is refused
+    # A plateau increase that would take any A above 2^62 is skipped (docs/semantics.md#training-protocol).
+    lr_inv_max = (1 << 62) // max(ctx.amps)
     param_count = sum(ctx.tensors[p.tensor].size for p in ctx.params)
     constants = (("BATCH", bs), ("CHANNELS", c), ("HEIGHT", hgt), ("WIDTH", wid), ("INPUT_LEN", model.input_len),
                  ("N_CLASSES", classes), ("N_BLOCKS", len(model.blocks)), ("TARGET", model.target_value),
@@ -441,7 +446,7 @@ def lower(model: Model) -> Program:
             name = ctx.alias[name]
         return name
 
-    # Evaluation never augments and skips dropouts (semantics 6.6): ops read the aliased inputs.
+    # Evaluation never augments and skips dropouts (docs/semantics.md#dropout): ops read the aliased inputs.
     infer = tuple(replace(op, ins=tuple(resolve(name) for name in op.ins)) for op in ctx.infer)
     return Program(model.name, str(model.semantics), tuple(ctx.tensors.values()), tuple(ctx.init),
                    tuple(ctx.train), infer, tuple(ctx.params), constants,
@@ -450,7 +455,8 @@ def lower(model: Model) -> Program:
 
 
 def _output_gain(model: Model) -> int:
-    """Decision (semantics 8 is silent): the output layer uses the gain of the last block's slope."""
+    """Decision (the paper is silent; docs/semantics.md#initialisation): the output layer uses the gain of the last
+    block's slope."""
     blocks = model.blocks
     slope = blocks[-1].slope_inv if blocks else 4
     return RELU_TABLE[slope][1]

@@ -1,15 +1,15 @@
-"""Data preprocessing of semantics section 3, in NumPy integers (no floating point).
+"""Data preprocessing (docs/semantics.md#preprocessing), in NumPy integers (no floating point).
 
-* centring: x_c = x - 128 (§3.2);
-* statistics (§3.3): pi_0 = permutation(N_train) from rng_data = PCG32 seed(s, 1); the statistics set S is
+* centring: x_c = x - 128;
+* statistics: pi_0 = permutation(N_train) from rng_data = PCG32 seed(s, 1); the statistics set S is
   the first min(stats_samples, N_train) samples in pi_0 order; per channel, with n = |S|*H*W and int64 sums,
   mean_c = tdiv(sum x_c, n) and MAD_c = tdiv(sum |x_c - mean_c|, n), using the truncated mean;
-* normalisation (§3.4): x_n = clip(tdiv((x_c - mean_c) * 51, MAD_c), -128, 127) as int8, for the training and
+* normalisation: x_n = clip(tdiv((x_c - mean_c) * 51, MAD_c), -128, 127) as int8, for the training and
   the test set alike, with the training statistics.
 
 The generated C offers the same normalisation (`<name>_normalize`, constants baked in at compile time,
 see `emit.py`); `tests/test_preprocess.py` checks the two bit for bit. The PRNG is the reference's PCG32,
-so the statistics sample is the one semantics 2.3 prescribes.
+so the statistics sample is the one docs/semantics.md#random-numbers prescribes.
 
 Memory: inputs are bytes, so neither step needs a wide copy of the data set. The statistics count each
 byte value per channel (a 256-bin histogram over the sample, gathered in chunks) and take both sums
@@ -28,13 +28,13 @@ import numpy as np
 from .errors import Diagnostic, NitrogenError
 from .reference import Pcg32
 
-NORM_SCALE = 51     # semantics 3.4: aims at a standard deviation of about 64 (MAD ~ sigma / 1.25)
+NORM_SCALE = 51     # docs/semantics.md#preprocessing: aims at a standard deviation of about 64 (MAD ~ sigma / 1.25)
 STATS_SAMPLES = 25_000
 
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """Per-channel integer statistics of the training set (semantics 3.3)."""
+    """Per-channel integer statistics of the training set (docs/semantics.md#preprocessing)."""
 
     mean: tuple[int, ...]
     mad: tuple[int, ...]
@@ -56,10 +56,10 @@ _CHUNK = 1 << 20  # values per step of statistics() and normalize(): bounds thei
 
 
 def statistics(train_x: np.ndarray, seed: int, stats_samples: int = STATS_SAMPLES) -> Stats:
-    """Semantics 3.3 on uint8 NCHW training images.
+    """The statistics of docs/semantics.md#preprocessing on uint8 NCHW training images.
 
     Counted, not summed over copies: per channel, a histogram of the 256 byte values over the statistics
-    set, gathered a chunk of samples at a time. Both sums of semantics 3.3 are then exact int64 dot products
+    set, gathered a chunk of samples at a time. Both sums of the statistics are then exact int64 dot products
     of the counts with (v - 128) and |v - 128 - mean|: the same integers as summing over the samples."""
     if train_x.dtype != np.uint8 or train_x.ndim != 4 or len(train_x) == 0:
         raise ValueError(f"statistics need a non-empty uint8 (N, C, H, W) array, got {train_x.dtype} {train_x.shape}")
@@ -81,13 +81,14 @@ def statistics(train_x: np.ndarray, seed: int, stats_samples: int = STATS_SAMPLE
         if mad == 0:
             raise NitrogenError([Diagnostic(
                 "E410", f"channel {c} of the training set is constant over the statistics sample (MAD = 0)",
-                hint="normalisation divides by the mean absolute deviation (semantics 3.3); check the data")])
+                hint="normalisation divides by the mean absolute deviation (docs/semantics.md#preprocessing); "
+                     "check the data")])
         mads.append(mad)
     return Stats(tuple(means), tuple(mads), len(chosen), seed)
 
 
 def lookup_tables(stats: Stats) -> np.ndarray:
-    """Semantics 3.2 and 3.4 for every byte value: an int8 table (C, 256), row c maps x to
+    """Centring and normalisation for every byte value: an int8 table (C, 256), row c maps x to
     clip(tdiv((x - 128 - mean_c) * 51, MAD_c), -128, 127)."""
     x = np.arange(256, dtype=np.int64)
     return np.stack([np.clip(_tdiv((x - 128 - mean) * NORM_SCALE, mad), -128, 127).astype(np.int8)
@@ -95,7 +96,7 @@ def lookup_tables(stats: Stats) -> np.ndarray:
 
 
 def normalize(x: np.ndarray, stats: Stats, out: np.ndarray | None = None) -> np.ndarray:
-    """Semantics 3.2 and 3.4: uint8 NCHW images -> int8.
+    """Centring and normalisation (docs/semantics.md#preprocessing): uint8 NCHW images -> int8.
 
     The result depends only on a value and its channel, so it is a lookup in `lookup_tables`, a chunk of
     samples at a time (no int64 copy of the set). `out`: an int8 array of x's shape to write into; it may

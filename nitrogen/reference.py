@@ -1,28 +1,32 @@
-"""NumPy reference interpreter of NITRO-D integer-only training (semantics doc, normative).
+"""NumPy reference interpreter of NITRO-D integer-only training, as docs/semantics.md describes it.
 
 This module computes, directly from a parsed `spec.Model`, what the generated C must compute bit for bit, in
-both semantic modes (`nitrogen` and `reference`, semantics 1.4). It shares no code with the C path
+both semantic modes (`nitrogen` and `reference`, docs/semantics.md#semantic-modes). It shares no code with the C path
 (`lower`, `ir`, `bounds`, `emit`): it imports only NumPy, the standard library, `nitrogen.spec` and
 `nitrogen.errors`, so an agreement between the two is a real cross-check.
 
 Layout:
 
-* integer primitives written once with C99 semantics (semantics 2): `tdiv` truncates toward zero (NumPy `//`
-  floors), `clip`, `wrap`, `saturate`, `int_sqrt`; the PCG32 generator `Pcg32` (2.3);
-* layer arithmetic: `int_linear*` (4.1), `int_conv2d*` (4.2: a stride-1 cross-correlation computed as one channel
-  contraction per kernel offset, never a full-batch im2col), `nitro_scale` (4.3), `nitro_relu*` (4.4), pools on a
-  `PoolGeometry` (`max_pool*` 4.5, `avg_pool*` 4.6), `dropout` (4.8), `loss_grad` (4.9), `sgd_update` (7.1),
-  `augment` (3.7), `kaiming_bound` (8), and `learning_pool_search` (5.2), written here from the semantics text;
+Section anchors such as `#nitro-relu` below are those of docs/semantics.md.
+
+* integer primitives written once with C99 semantics (#integer-primitives): `tdiv` truncates toward zero (NumPy
+  `//` floors), `clip`, `wrap`, `saturate`, `int_sqrt`; the PCG32 generator `Pcg32` (#random-numbers);
+* layer arithmetic: `int_linear*` and `int_conv2d*` (#integer-linear-and-conv; the conv is a stride-1
+  cross-correlation computed as one channel contraction per kernel offset, never a full-batch im2col),
+  `nitro_scale` (#nitro-scaling), `nitro_relu*` (#nitro-relu), pools on a `PoolGeometry` (`max_pool*`,
+  `avg_pool*`: #pools), `dropout` (#dropout), `loss_grad` (#losses-and-gradients), `sgd_update` (#integersgd),
+  `augment` (#augmentation), `kaiming_bound` (#initialisation), and `learning_pool_search` (#learning-pools),
+  written here from the text of docs/semantics.md;
 * one `ref_<kind>_*` family per spec layer kind, registered in `REFERENCE`, plus the output layer (`ref_output_*`):
-  - MLP family: `linear` blocks (`ref_linear_build/forward/local_step`, 5.1) and `dropout` items
+  - MLP family: `linear` blocks (`ref_linear_build/forward/local_step`, #network-structure) and `dropout` items
     (`ref_dropout_*`: draws from rng_train in forward order, identity in evaluation);
-  - CNN family: `conv` blocks (`ref_conv_*`, 5.2/6.3: conv, scaling, ReLU; a local step through the learning pool,
-    the learning linear and back to the conv weight gradient), feature-extractor pools `maxpool`/`avgpool`
-    (`ref_pool_*`, forward only, kernel = stride, no padding) and dropouts, then linear blocks.
+  - CNN family: `conv` blocks (`ref_conv_*`, #the-training-step: conv, scaling, ReLU; a local step through the
+    learning pool, the learning linear and back to the conv weight gradient), feature-extractor pools
+    `maxpool`/`avgpool` (`ref_pool_*`, forward only, kernel = stride, no padding) and dropouts, then linear blocks.
   Activations between items are int64 arrays: (N, C, H, W) in the feature extractor, (N, F) after a linear block
   (which flattens its input, like the output layer). Blocks are numbered among blocks only (`b0`, `b1`, ...;
   `blocks.<j>.*` parameters); pools and dropouts by their layer index (`pool<i>_y`, `drop<i>_y`);
-* `Model`: parameters, `train_step` in the published order of semantics 6.2 (the whole forward first, then the
+* `Model`: parameters, `train_step` in the published order of #the-training-step (the whole forward first, then the
   output update, then every block's local step(s)), `predict`, `evaluate`.
 
 No floating point is used anywhere. Every tensor is an int64 array; `reference` mode applies its wraps
@@ -55,7 +59,8 @@ M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 INT64_MAX = (1 << 63) - 1
-RELU_SATURATED_DIV = (1 << 31) - 1  # reference-mode NITRO-ReLU gradient divisor at z = 127 (4.4)
+# Reference-mode NITRO-ReLU gradient divisor at z = 127 (docs/semantics.md#relu-gradient-at-127).
+RELU_SATURATED_DIV = (1 << 31) - 1
 
 
 class RangeViolation(AssertionError):
@@ -63,7 +68,7 @@ class RangeViolation(AssertionError):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Integer primitives (semantics 2.1)
+# Integer primitives (docs/semantics.md#integer-primitives)
 # ---------------------------------------------------------------------------------------------------------------
 
 def _is_scalar(v: Any) -> bool:
@@ -96,7 +101,7 @@ def tdiv(a: Int, b: int) -> Int:
 
 
 def int_sqrt(n: int) -> int:
-    """floor(sqrt(n)) by the integer Newton iteration of semantics 2.1."""
+    """floor(sqrt(n)) by the integer Newton iteration of docs/semantics.md#integer-primitives."""
     n = int(n)
     if n < 0:
         raise ValueError("int_sqrt of a negative number")
@@ -140,7 +145,7 @@ def _sem(semantics: Semantics | str) -> Semantics:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# PRNG (semantics 2.3): PCG32 XSH-RR with a 64-bit state
+# PRNG (docs/semantics.md#random-numbers): PCG32 XSH-RR with a 64-bit state
 # ---------------------------------------------------------------------------------------------------------------
 
 PCG_MULT = 6364136223846793005
@@ -177,7 +182,7 @@ def _pcg_output(old: np.ndarray) -> np.ndarray:
 
 
 class Pcg32:
-    """PCG32 exactly as semantics 2.3, on Python ints masked to 64 bits."""
+    """PCG32 exactly as docs/semantics.md#random-numbers describes it, on Python ints masked to 64 bits."""
 
     __slots__ = ("state", "inc")
 
@@ -256,7 +261,7 @@ class Pcg32:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Initialisation (semantics 8)
+# Initialisation (docs/semantics.md#initialisation)
 # ---------------------------------------------------------------------------------------------------------------
 
 def kaiming_bound(fan_in: int, gain_milli: int) -> int:
@@ -276,7 +281,7 @@ def _int_dot(subscripts: str, a: Int, b: Int, terms: int, semantics: Semantics |
     """A sum of products `np.einsum(subscripts, a, b)` with integer semantics, as a contiguous int64 array.
 
     * reference: the exact sum modulo 2^32, i.e. wrap32. It is computed in uint32, whose arithmetic is modular
-      (the C99 trick of semantics 12.1), and reinterpreted as int32.
+      (the C99 trick of docs/semantics.md#integer-primitives), and reinterpreted as int32.
     * nitrogen: the exact sum. The bound terms*max|a|*max|b| covers every partial sum in any order (0 lies in every
       term interval), so the sum runs in int32 when that bound fits, in int64 when it fits there, and is refused
       otherwise (the bounds pass should have rejected such a spec).
@@ -297,20 +302,23 @@ def _int_dot(subscripts: str, a: Int, b: Int, terms: int, semantics: Semantics |
 
 
 def int_linear(x: Int, w: Int, semantics: Semantics | str) -> np.ndarray:
-    """4.1 forward: acc[n][o] = sum_i x[n][i]*W[o][i]; reference wraps it with wrap32."""
+    """Linear forward: acc[n][o] = sum_i x[n][i]*W[o][i]; reference wraps it with wrap32
+    (docs/semantics.md#integer-linear-and-conv)."""
     x, w = _i64(x), _i64(w)
     # 'oi,ni->on' keeps the big weight rows in cache: about twice as fast as 'ni,oi->no' for MLP4 shapes.
     return _int_dot("oi,ni->on", w, x, x.shape[1], semantics, "linear accumulator").T.copy()
 
 
 def int_linear_input_grad(delta: Int, w: Int, semantics: Semantics | str) -> np.ndarray:
-    """4.1 input gradient: d_in[n][i] = sum_o delta[n][o]*W[o][i] (W before the update); reference wraps it."""
+    """Linear input gradient: d_in[n][i] = sum_o delta[n][o]*W[o][i] (W before the update); reference wraps it
+    (docs/semantics.md#backward-pass)."""
     delta, w = _i64(delta), _i64(w)
     return _int_dot("no,oi->ni", delta, w, delta.shape[1], semantics, "linear input gradient")
 
 
 def int_linear_weight_grad(delta: Int, x: Int, semantics: Semantics | str) -> np.ndarray:
-    """4.1 weight gradient: G[o][i] = sum_n delta[n][o]*x[n][i] (a batch sum); reference wraps it."""
+    """Linear weight gradient: G[o][i] = sum_n delta[n][o]*x[n][i] (a batch sum); reference wraps it
+    (docs/semantics.md#backward-pass)."""
     delta, x = _i64(delta), _i64(x)
     return _int_dot("on,ni->oi", np.ascontiguousarray(delta.T), x, delta.shape[0], semantics,
                     "linear weight gradient")
@@ -327,11 +335,13 @@ def _dot_nt(a: np.ndarray, b: np.ndarray, amax: int, bmax: int, semantics: Seman
     should be C-contiguous with the contracted axis last: that is NumPy einsum's fast integer path (several times
     faster in int32 than in int64; integer matmul has no BLAS path and is slower still). In nitrogen mode the sum
     runs in int32 when K*amax*bmax fits, else in int32 chunks of K' terms with K'*amax*bmax <= 2^31-1 added into an
-    int64 total (the exact chunking of semantics 10.2), else in int64; it is refused when even int64 cannot hold it.
+    int64 total (the exact chunking of docs/semantics.md#bounds-and-c-types), else in int64; it is refused when
+    even int64 cannot hold it.
     """
     k = a.shape[1]
     if semantics is Semantics.REFERENCE:
-        # uint32 arithmetic is modular, so this is the exact sum mod 2^32 (semantics 12.1), read back as int32.
+        # uint32 arithmetic is modular, so this is the exact sum mod 2^32 (docs/semantics.md#integer-primitives),
+        # read back as int32.
         out = np.einsum("ik,jk->ij", a.astype(np.uint32, copy=False), b.astype(np.uint32, copy=False))
         return out.view(np.int32).astype(np.int64)
     per = amax * bmax
@@ -361,8 +371,8 @@ def _narrow(a: np.ndarray, semantics: Semantics) -> tuple[np.ndarray, int]:
 
 
 def int_conv2d(x: Int, w: Int, padding: int, semantics: Semantics | str) -> np.ndarray:
-    """4.2 forward, stride 1, zero padding p: acc[n][f][h][w] = sum_c sum_a sum_b W[f][c][a][b]*x_pad[n][c][h+a][w+b]
-    (cross-correlation, no kernel flip); reference wraps it with wrap32.
+    """Conv forward, stride 1, zero padding p: acc[n][f][h][w] = sum_c sum_a sum_b W[f][c][a][b]*x_pad[n][c][h+a][w+b]
+    (cross-correlation, no kernel flip); reference wraps it with wrap32 (docs/semantics.md#integer-linear-and-conv).
 
     Computed as k*k channel contractions, one per kernel offset (a, b), over shifted views of the padded input in
     NHWC layout, so that no full-batch im2col (k*k times the input) is ever materialised."""
@@ -395,8 +405,9 @@ def int_conv2d(x: Int, w: Int, padding: int, semantics: Semantics | str) -> np.n
 
 
 def int_conv2d_weight_grad(dz: Int, x: Int, kernel: int, padding: int, semantics: Semantics | str) -> np.ndarray:
-    """4.2 backward: G[f][c][a][b] = sum_n sum_h sum_w dz[n][f][h][w]*x_pad[n][c][h+a][w+b] over every output
-    position (a batch sum); reference wraps it with wrap32. One contraction over (n, h, w) per kernel offset."""
+    """Conv backward: G[f][c][a][b] = sum_n sum_h sum_w dz[n][f][h][w]*x_pad[n][c][h+a][w+b] over every output
+    position (a batch sum); reference wraps it with wrap32 (docs/semantics.md#backward-pass). One contraction over
+    (n, h, w) per kernel offset."""
     sem = _sem(semantics)
     dz, x = _i64(dz), _i64(x)
     n, f, ho, wo = dz.shape
@@ -418,7 +429,7 @@ def int_conv2d_weight_grad(dz: Int, x: Int, kernel: int, padding: int, semantics
 
 
 def nitro_scale(acc: Int, sf: int) -> Int:
-    """4.3 NITRO-Scaling: clip(tdiv(acc, SF), -127, 127)."""
+    """NITRO-Scaling (docs/semantics.md#nitro-scaling): clip(tdiv(acc, SF), -127, 127)."""
     return clip(tdiv(acc, sf), -127, 127)
 
 
@@ -429,14 +440,15 @@ def _relu_mu(s: int) -> int:
 
 
 def nitro_relu(z: Int, s: int) -> Int:
-    """4.4 forward: P(z) = min(max(z,0),127) + tdiv(min(max(z,-127),0), s); h = P(z) - mu(s)."""
+    """NITRO-ReLU forward: P(z) = min(max(z,0),127) + tdiv(min(max(z,-127),0), s); h = P(z) - mu(s)
+    (docs/semantics.md#nitro-relu)."""
     mu = _relu_mu(s)
     return clip(z, 0, 127) + tdiv(clip(z, -127, 0), s) - mu
 
 
 def nitro_relu_backward(delta: Int, z: Int, s: int, semantics: Semantics | str) -> Int:
-    """4.4 backward from the saved NL input z: delta for 0 <= z <= 126, tdiv(delta, s) for z < 0, and at z = 127
-    tdiv(delta, 2^31-1) (reference) or 0 (nitrogen)."""
+    """NITRO-ReLU backward from the saved NL input z: delta for 0 <= z <= 126, tdiv(delta, s) for z < 0, and at
+    z = 127 tdiv(delta, 2^31-1) (reference) or 0 (nitrogen) (docs/semantics.md#nitro-relu)."""
     sem = _sem(semantics)
     _relu_mu(s)
     scalar = _is_scalar(delta) and _is_scalar(z)
@@ -447,7 +459,8 @@ def nitro_relu_backward(delta: Int, z: Int, s: int, semantics: Semantics | str) 
 
 
 def loss_grad(logits: Int, target_onehot: Int, semantics: Semantics | str) -> Int:
-    """4.9 loss gradient ŷ - y: wrap8 in reference, exact (int16 range) in nitrogen."""
+    """Loss gradient ŷ - y: wrap8 in reference, exact (int16 range) in nitrogen
+    (docs/semantics.md#losses-and-gradients)."""
     sem = _sem(semantics)
     if _is_scalar(logits) and _is_scalar(target_onehot):
         d = int(logits) - int(target_onehot)
@@ -457,7 +470,8 @@ def loss_grad(logits: Int, target_onehot: Int, semantics: Semantics | str) -> In
 
 
 def sgd_terms(w: Int, grad: Int, a: int, decay_inv: int) -> tuple[Int, Int]:
-    """7.1 IntegerSGD before storage: g = tdiv(G, A) and W_new = W_old - g - d, d = tdiv(W_old, decay_inv) or 0."""
+    """IntegerSGD before storage: g = tdiv(G, A) and W_new = W_old - g - d, d = tdiv(W_old, decay_inv) or 0
+    (docs/semantics.md#integersgd)."""
     if a < 1:
         raise ValueError(f"A = lr_inv*amp must be >= 1, got {a}")
     g = tdiv(grad, a)
@@ -468,18 +482,18 @@ def sgd_terms(w: Int, grad: Int, a: int, decay_inv: int) -> tuple[Int, Int]:
 
 
 def store_weights(w_new: Int, semantics: Semantics | str, weight_bits: int) -> Int:
-    """7.1 storage: wrap32 (reference) or sat_b (nitrogen)."""
+    """IntegerSGD storage: wrap32 (reference) or sat_b (nitrogen)."""
     return wrap(w_new, 32) if _sem(semantics) is Semantics.REFERENCE else saturate(w_new, weight_bits)
 
 
 def sgd_update(w: Int, grad: Int, a: int, decay_inv: int, semantics: Semantics | str, weight_bits: int) -> Int:
-    """7.1 IntegerSGD: the stored new weights."""
+    """IntegerSGD (docs/semantics.md#integersgd): the stored new weights."""
     _, w_new = sgd_terms(w, grad, a, decay_inv)
     return store_weights(w_new, semantics, weight_bits)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Augmentation (semantics 3.7)
+# Augmentation (docs/semantics.md#augmentation)
 # ---------------------------------------------------------------------------------------------------------------
 
 def _crop(imgs: np.ndarray, v: int, top: int, left: int, p: int) -> np.ndarray:
@@ -511,12 +525,13 @@ def augment(x: np.ndarray, rng: Pcg32, crop_pad: int, flip: bool, semantics: Sem
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Pools (semantics 4.5, 4.6), the learning-pool search (5.2) and dropout (4.8)
+# Pools, the learning-pool search and dropout (docs/semantics.md#pools, #learning-pools, #dropout)
 # ---------------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PoolGeometry:
-    """Window geometry of semantics 4.5 on an in_h x in_w input: kernel (kh, kw), stride = kernel, padding (ph, pw).
+    """Pool window geometry on an in_h x in_w input: kernel (kh, kw), stride = kernel, padding (ph, pw)
+    (docs/semantics.md#pools).
 
     Window (i, j) and offset (a, b) address input cell (i*kh + a - ph, j*kw + b - pw), padding when outside."""
 
@@ -551,7 +566,8 @@ class PoolGeometry:
 
 
 def learning_pool_search(c_out: int, size: int, decoder_dim: int) -> tuple[PoolGeometry | None, int]:
-    """The learning-pool search of semantics 5.2 for a C_out x size x size block output, with decoder dimension P.
+    """The learning-pool search (docs/semantics.md#learning-pools) for a C_out x size x size block output, with
+    decoder dimension P.
 
     Returns (geometry, D): geometry is None when the loop keeps kh = kw = 1 (no learning pool), and D is the
     learning linear's fan-in C_out*dh*dw, which may stay above P when the loop stops on kh >= size."""
@@ -571,7 +587,7 @@ def learning_pool_search(c_out: int, size: int, decoder_dim: int) -> tuple[PoolG
     ph = (kh * (dh - size // kh)) // 2
     pw = (kw * (dw - size // kw)) // 2
     g = PoolGeometry(kh, kw, ph, pw, size, size)
-    assert (g.out_h, g.out_w) == (dh, dw), (g, dh, dw)  # 5.2: "the pooled size is exactly (dh, dw)"
+    assert (g.out_h, g.out_w) == (dh, dw), (g, dh, dw)  # the pooled size is exactly (dh, dw)
     return g, d
 
 
@@ -605,10 +621,10 @@ def _check_pool_input(a: np.ndarray, g: PoolGeometry) -> np.ndarray:
 
 
 def max_pool(a: Int, g: PoolGeometry, semantics: Semantics | str) -> tuple[np.ndarray, np.ndarray]:
-    """4.5 forward: (y, argmax). The argmax is the first candidate with the largest value in row-major window order
-    (np.argmax returns the first maximum). Candidates: `reference` every cell, padding holding 0; `nitrogen` the
-    real cells only (padding is set to the int64 minimum in this int64 working copy, and every window holds a real
-    cell because ph < kh and pw < kw). y keeps the input's values."""
+    """Max pool forward (docs/semantics.md#pools): (y, argmax). The argmax is the first candidate with the largest
+    value in row-major window order (np.argmax returns the first maximum). Candidates: `reference` every cell,
+    padding holding 0; `nitrogen` the real cells only (padding is set to the int64 minimum in this int64 working
+    copy, and every window holds a real cell because ph < kh and pw < kw). y keeps the input's values."""
     a = _check_pool_input(a, g)
     fill = 0 if _sem(semantics) is Semantics.REFERENCE else -(1 << 63)
     win = _windows(a, g, fill)
@@ -618,8 +634,9 @@ def max_pool(a: Int, g: PoolGeometry, semantics: Semantics | str) -> tuple[np.nd
 
 
 def max_pool_backward(delta: Int, arg: np.ndarray, g: PoolGeometry) -> np.ndarray:
-    """4.5 backward: zeros of the input's shape, each window's delta written to its argmax cell. An argmax on a
-    padding cell (reference only) lands outside the input and is discarded; uncovered rows/columns stay 0."""
+    """Max pool backward: zeros of the input's shape, each window's delta written to its argmax cell. An argmax on a
+    padding cell (reference only) lands outside the input and is discarded; uncovered rows/columns stay 0
+    (docs/semantics.md#pools)."""
     d = _i64(delta)
     win = np.zeros(d.shape + (g.window,), dtype=np.int64)
     np.put_along_axis(win, np.asarray(arg)[..., None], d[..., None], axis=-1)
@@ -627,19 +644,22 @@ def max_pool_backward(delta: Int, arg: np.ndarray, g: PoolGeometry) -> np.ndarra
 
 
 def avg_pool(a: Int, g: PoolGeometry) -> np.ndarray:
-    """4.6 forward: tdiv(sum of the window, kh*kw), zero padding counting in the divisor."""
+    """Average pool forward: tdiv(sum of the window, kh*kw), zero padding counting in the divisor
+    (docs/semantics.md#pools)."""
     win = _windows(_check_pool_input(a, g), g, 0)
     return tdiv(win.sum(axis=-1, dtype=np.int64), g.window)
 
 
 def avg_pool_backward(delta: Int, g: PoolGeometry) -> np.ndarray:
-    """4.6 backward: every real cell of a window receives tdiv(delta, kh*kw); padding is discarded, uncovered 0."""
+    """Average pool backward: every real cell of a window receives tdiv(delta, kh*kw); padding is discarded,
+    uncovered cells get 0 (docs/semantics.md#pools)."""
     q = tdiv(_i64(delta), g.window)
     return _unwindows(np.broadcast_to(q[..., None], q.shape + (g.window,)), g)
 
 
 def dropout_factor(pct: int) -> int:
-    """4.8 rescale R = floor(100000 / (100 - pct)), in integers (1000/(1 - rate) in floating point is wrong)."""
+    """Dropout rescale R = floor(100000 / (100 - pct)), in integers (1000/(1 - rate) in floating point is wrong;
+    docs/semantics.md#dropout)."""
     pct = int(pct)
     if not 1 <= pct <= 99:
         raise ValueError(f"dropout rate must be 1..99 percent, got {pct}")
@@ -647,8 +667,9 @@ def dropout_factor(pct: int) -> int:
 
 
 def dropout(x: Int, pct: int, rng: Pcg32) -> np.ndarray:
-    """4.8 training forward: m = keep(pct) = [uniform_int(0, 99) >= pct] for every element in C-order (sample
-    outermost), drawn from `rng`; y = tdiv(x*m*R, 1000). Exactly x.size draws (vectorised, same values and state)."""
+    """Dropout training forward (docs/semantics.md#dropout): m = keep(pct) = [uniform_int(0, 99) >= pct] for every
+    element in C-order (sample outermost), drawn from `rng`; y = tdiv(x*m*R, 1000). Exactly x.size draws
+    (vectorised, same values and state)."""
     x = _i64(x)
     r = dropout_factor(pct)
     m = (rng.uniform_ints(0, 99, x.size) >= pct).astype(np.int64).reshape(x.shape)
@@ -661,7 +682,7 @@ def dropout(x: Int, pct: int, rng: Pcg32) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """Constants of one weight tensor (semantics 5): PyTorch name, range prefix, shape, SF, amp, decay, init bound."""
+    """Constants of one weight tensor: PyTorch name, range prefix, shape, SF, amp, decay, init bound."""
 
     name: str  # "blocks.0.forward.weight", "blocks.0.learning.weight", "output.weight"
     prefix: str  # range-name prefix: "b0", "b0_l", "out"
@@ -724,7 +745,8 @@ class DropoutState:
 
 
 def eval_sample_count(n_test: int, batch_size: int, semantics: Semantics) -> int:
-    """How many test samples an epoch evaluates (semantics 6.6): `reference` uses the first
+    """How many test samples an epoch evaluates (docs/semantics.md#evaluation-on-whole-test-batches): `reference`
+    uses the first
     floor(N/bs)*bs (9 984 of 10 000 at bs 64), `nitrogen` uses all of them."""
     if semantics is Semantics.REFERENCE:
         return n_test // batch_size * batch_size
@@ -747,15 +769,16 @@ class RefKind:
 
 
 def _learning_info(model: Model, block: int, fan_in: int, gain: int) -> LayerInfo:
-    """5.1/5.2 learning linear fan_in -> C: SF 256*fan_in, amp 1, subnet_decay_inv."""
+    """Learning linear fan_in -> C (docs/semantics.md#integersgd): SF 256*fan_in, amp 1, subnet_decay_inv."""
     return LayerInfo(f"blocks.{block}.learning.weight", f"b{block}_l", fan_in, model.num_classes, 256 * fan_in, 1,
                      model.spec.train.subnet_decay_inv, gain, kaiming_bound(fan_in, gain))
 
 
 def ref_linear_build(model: Model, layer: LinearBlock, index: int, block: int,
                      in_shape: tuple[int, ...]) -> tuple[LinearBlockState, tuple[int, ...], list[LayerInfo]]:
-    """5.1: forward linear in->out (SF 256*in, amp_model, fwd_decay_inv), learning linear out->C (SF 256*out,
-    amp 1, subnet_decay_inv). Both draw their init bound with the block's gain (DECISION, see Model)."""
+    """Linear block (docs/semantics.md#network-structure): forward linear in->out (SF 256*in, amp_model,
+    fwd_decay_inv), learning linear out->C (SF 256*out, amp 1, subnet_decay_inv). Both draw their init bound with
+    the block's gain (DECISION, see Model)."""
     t = model.spec.train
     n_in, n_out, s = prod(in_shape), layer.out_features, layer.slope_inv
     _relu_mu(s)
@@ -781,8 +804,9 @@ def ref_linear_forward(model: Model, st: LinearBlockState, a: np.ndarray,
 
 def _learning_step(model: Model, learn: LayerInfo, p: np.ndarray, onehot: np.ndarray) -> tuple[np.ndarray,
                                                                                                 np.ndarray]:
-    """6.3, learning linear part: local logits with the current W_l, loss gradient, δp with W_l before its update,
-    then G_l and IntegerSGD of W_l. Returns (logits, δp) on the flattened (N, D) learning input p."""
+    """Local step (docs/semantics.md#the-training-step), learning linear part: local logits with the current W_l,
+    loss gradient, δp with W_l before its update, then G_l and IntegerSGD of W_l. Returns (logits, δp) on the
+    flattened (N, D) learning input p."""
     sem = model.semantics
     lp = learn.prefix
     w_l = model._w[learn.name]
@@ -797,7 +821,8 @@ def _learning_step(model: Model, learn: LayerInfo, p: np.ndarray, onehot: np.nda
 
 def ref_linear_local_step(model: Model, st: LinearBlockState, saved: dict[str, np.ndarray],
                           onehot: np.ndarray) -> np.ndarray:
-    """6.3 LOCAL_STEP of a linear block; returns the local logits (computed with the pre-update learning weights)."""
+    """Local step of a linear block (docs/semantics.md#the-training-step); returns the local logits (computed with
+    the pre-update learning weights)."""
     sem = model.semantics
     fp = st.fwd.prefix
     logits, dp = _learning_step(model, st.learn, saved["h"], onehot)
@@ -810,19 +835,20 @@ def ref_linear_local_step(model: Model, st: LinearBlockState, saved: dict[str, n
 def _spatial(in_shape: tuple[int, ...], what: str) -> tuple[int, int, int]:
     if len(in_shape) != 3:
         raise ValueError(f"a {what} needs a (C, H, W) input, got {in_shape}: conv blocks and pools come before "
-                         "every linear block (semantics 5.5)")
+                         "every linear block (docs/semantics.md#network-structure)")
     c, h, w = in_shape
     return c, h, w
 
 
 def ref_conv_build(model: Model, layer: ConvBlock, index: int, block: int,
                    in_shape: tuple[int, ...]) -> tuple[ConvBlockState, tuple[int, ...], list[LayerInfo]]:
-    """5.2: forward conv C_in -> C_out (SF 256*C_in*k^2, fan_in C_in*k^2, amp_conv, fwd_decay_inv), the learning-pool
-    search with the layer's decoder_dim, learning linear D -> C (SF 256*D, amp 1, subnet_decay_inv)."""
+    """Conv block (docs/semantics.md#network-structure): forward conv C_in -> C_out (SF 256*C_in*k^2, fan_in
+    C_in*k^2, amp_conv, fwd_decay_inv), the learning-pool search with the layer's decoder_dim, learning linear
+    D -> C (SF 256*D, amp 1, subnet_decay_inv)."""
     t = model.spec.train
     c_in, h, w = _spatial(in_shape, "conv block")
     if h != w:
-        raise ValueError(f"conv block {block} needs a square input, got {h}x{w} (semantics 5.5)")
+        raise ValueError(f"conv block {block} needs a square input, got {h}x{w} (docs/semantics.md#network-structure)")
     k, p, s, c_out = layer.kernel, layer.padding, layer.slope_inv, layer.out_channels
     _relu_mu(s)
     h_o = h + 2 * p - k + 1
@@ -834,9 +860,10 @@ def ref_conv_build(model: Model, layer: ConvBlock, index: int, block: int,
     if (model.semantics is Semantics.REFERENCE and layer.learning_pool == "avg" and pool is not None
             and (pool.ph or pool.pw)):
         raise ValueError(f"conv block {block}: reference semantics reject an avg learning pool with padding "
-                         f"({pool.ph}, {pool.pw}) (semantics 4.6)")
+                         f"({pool.ph}, {pool.pw}) (docs/semantics.md#average-learning-pool-with-padding)")
     amp = t.amp_model
-    # 5.2: the adjusted conv amplification is a nitrogen-only opt-in; reference must never apply it.
+    # The adjusted conv amplification (docs/semantics.md#integersgd) is a nitrogen-only opt-in; reference must
+    # never apply it.
     if t.conv_amp_adjust and model.semantics is Semantics.NITROGEN:
         adj = (h_o * h_o) // (pool.window if pool is not None else 1)
         if adj < 1:
@@ -870,8 +897,9 @@ def ref_conv_forward(model: Model, st: ConvBlockState, a: np.ndarray,
 
 def ref_conv_local_step(model: Model, st: ConvBlockState, saved: dict[str, np.ndarray],
                         onehot: np.ndarray) -> np.ndarray:
-    """6.3 LOCAL_STEP of a conv block: learning pool (recording the argmax), flatten, learning linear and its
-    update, unflatten, pool backward, NITRO-ReLU backward, conv weight gradient and IntegerSGD with amp_conv."""
+    """Local step of a conv block (docs/semantics.md#the-training-step): learning pool (recording the argmax),
+    flatten, learning linear and its update, unflatten, pool backward, NITRO-ReLU backward, conv weight gradient
+    and IntegerSGD with amp_conv."""
     sem = model.semantics
     fp = st.fwd.prefix
     h = saved["h"]
@@ -883,7 +911,7 @@ def ref_conv_local_step(model: Model, st: ConvBlockState, saved: dict[str, np.nd
             pooled = avg_pool(h, st.pool)
         model._checked(f"{fp}_lp", pooled)
     logits, dp = _learning_step(model, st.learn, pooled.reshape(h.shape[0], -1), onehot)
-    dh = dp.reshape(pooled.shape)  # unflatten (4.7)
+    dh = dp.reshape(pooled.shape)  # unflatten
     if st.pool is not None:
         dh = max_pool_backward(dh, arg, st.pool) if arg is not None else avg_pool_backward(dh, st.pool)
     dz = model._checked(f"{fp}_dz", nitro_relu_backward(dh, saved["z"], st.slope_inv, sem))  # scaling bwd = id
@@ -894,7 +922,8 @@ def ref_conv_local_step(model: Model, st: ConvBlockState, saved: dict[str, np.nd
 
 def ref_pool_build(model: Model, layer: MaxPool | AvgPool, index: int, block: int,
                    in_shape: tuple[int, ...]) -> tuple[PoolState, tuple[int, ...], list[LayerInfo]]:
-    """5.5 feature-extractor pool: kernel k, stride k, no padding, so H_o = H // k (odd sizes drop a row/column)."""
+    """Feature-extractor pool: kernel k, stride k, no padding, so H_o = H // k (odd sizes drop a row/column;
+    docs/semantics.md#pools)."""
     c, h, w = _spatial(in_shape, layer.kind)
     k = layer.kernel
     if not 1 <= k <= min(h, w):
@@ -904,7 +933,8 @@ def ref_pool_build(model: Model, layer: MaxPool | AvgPool, index: int, block: in
 
 
 def ref_pool_forward(model: Model, st: PoolState, a: np.ndarray, saved: dict[str, np.ndarray] | None) -> np.ndarray:
-    """Forward only, in training and evaluation alike: no argmax is kept and there is no backward (1.2)."""
+    """Forward only, in training and evaluation alike: no argmax is kept and there is no backward
+    (docs/semantics.md#backward-pass)."""
     if st.kind == "maxpool":
         y = max_pool(a, st.geometry, model.semantics)[0]  # without padding both modes have the same candidates
     else:
@@ -914,13 +944,13 @@ def ref_pool_forward(model: Model, st: PoolState, a: np.ndarray, saved: dict[str
 
 def ref_dropout_build(model: Model, layer: Dropout, index: int, block: int,
                       in_shape: tuple[int, ...]) -> tuple[DropoutState, tuple[int, ...], list[LayerInfo]]:
-    """4.8: the shape is unchanged; R = 100000 // (100 - pct)."""
+    """Dropout (docs/semantics.md#dropout): the shape is unchanged; R = 100000 // (100 - pct)."""
     return DropoutState(index, layer.rate_pct, dropout_factor(layer.rate_pct)), in_shape, []
 
 
 def ref_dropout_forward(model: Model, st: DropoutState, a: np.ndarray,
                         saved: dict[str, np.ndarray] | None) -> np.ndarray:
-    """Training: the mask of 4.8 drawn from rng_train, in forward order; evaluation (saved is None): the identity,
+    """Training: the dropout mask drawn from rng_train, in forward order; evaluation (saved is None): the identity,
     with no draws."""
     y = a if saved is None else dropout(a, st.pct, model.rng)
     return model._checked(f"drop{st.index}_y", y)
@@ -936,7 +966,7 @@ REFERENCE: dict[str, RefKind] = {
 
 
 def ref_output_build(model: Model, in_shape: tuple[int, ...], last_slope_inv: int) -> LayerInfo:
-    """5.3: output linear F->C, SF 256*F, amp 1, subnet_decay_inv."""
+    """Output linear F->C, SF 256*F, amp 1, subnet_decay_inv (docs/semantics.md#output-layer-and-prediction)."""
     f = prod(in_shape)
     gain = model.gain_milli(last_slope_inv)
     return LayerInfo("output.weight", "out", f, model.num_classes, 256 * f, 1, model.spec.train.subnet_decay_inv,
@@ -991,12 +1021,12 @@ def _correct(logits: np.ndarray, labels: np.ndarray) -> int:
 class Model:
     """Reference interpreter of one spec: integer-only training and inference, bit-exact with the generated C.
 
-    `seed` is the run seed s: rng_train = seed(s, 0) initialises every weight (semantics 8) and then drives
-    augmentation and dropout masks. Kaiming gains: `reference` uses 1372 everywhere; `nitrogen` gives a block's
-    forward layer (linear or conv) and learning linear the gain of that block's slope, and the output layer the gain
-    of the last block's slope, whether that block is linear or conv (4 without blocks). DECISION: semantics 8 names
-    no slope for the output layer, which has no NITRO-ReLU of its own; the last block's slope is the slope of the
-    activation that feeds it.
+    `seed` is the run seed s: rng_train = seed(s, 0) initialises every weight (docs/semantics.md#initialisation)
+    and then drives augmentation and dropout masks. Kaiming gains: `reference` uses 1372 everywhere; `nitrogen`
+    gives a block's forward layer (linear or conv) and learning linear the gain of that block's slope, and the output
+    layer the gain of the last block's slope, whether that block is linear or conv (4 without blocks). DECISION
+    (recorded in docs/semantics.md#initialisation): the paper names no slope for the output layer, which has no
+    NITRO-ReLU of its own; the last block's slope is the slope of the activation that feeds it.
     """
 
     EVAL_CHUNK = 1024
@@ -1028,7 +1058,8 @@ class Model:
             kind = REFERENCE[layer.kind]
             is_block = kind.local_step is not None
             state, shape, infos = kind.build(self, layer, index, block if is_block else -1, shape)
-            # 6.4: two local steps only for linear blocks of a network with a conv block, in reference mode.
+            # Two local steps only for linear blocks of a network with a conv block, in reference mode
+            # (docs/semantics.md#two-local-steps-per-linear-block-in-cnns).
             steps = 2 if (self.semantics is Semantics.REFERENCE and layer.kind == "linear" and has_conv) else 1
             self._items.append(_Item(layer.kind, state, steps))
             self._infos.extend(infos)
@@ -1041,7 +1072,7 @@ class Model:
         self._infos.append(self._out)
         self.lr_inv = spec.train.lr_inv
 
-        # Semantics 8: uniform_int(-B, B) per element in C-order, tensors in construction order.
+        # docs/semantics.md#initialisation: uniform_int(-B, B) per element in C-order, tensors in construction order.
         for info in self._infos:
             vals = self.rng.uniform_ints(-info.bound, info.bound, info.out_features * info.in_features)
             self._w[info.name] = vals.reshape(info.shape)
@@ -1061,7 +1092,7 @@ class Model:
 
     @property
     def local_steps(self) -> tuple[int, ...]:
-        """r_b of every block (semantics 6.4)."""
+        """r_b of every block (docs/semantics.md#two-local-steps-per-linear-block-in-cnns)."""
         return tuple(item.local_steps for item in self._items if REFERENCE[item.kind].local_step is not None)
 
     @property
@@ -1069,7 +1100,8 @@ class Model:
         return (self.rng.state, self.rng.inc)
 
     def permutation(self, n: int) -> list[int]:
-        """An epoch shuffle pi_e = permutation(n) drawn from rng_train (semantics 2.3), for epoch drivers."""
+        """An epoch shuffle pi_e = permutation(n) drawn from rng_train (docs/semantics.md#random-numbers), for epoch
+        drivers."""
         return self.rng.permutation(n)
 
     @property
@@ -1163,8 +1195,9 @@ class Model:
 
     # -- training ----------------------------------------------------------------------------------------------
     def train_step(self, x: np.ndarray, labels: np.ndarray) -> StepStats:
-        """One STEP (semantics 6.2) in the published order: augmentation, the whole forward, the output update,
-        then each block's r_b local steps (blocks last to first, as published; the order does not matter)."""
+        """One training step (docs/semantics.md#the-training-step) in the published order: augmentation, the whole
+        forward, the output update, then each block's r_b local steps (blocks last to first, as published; the order
+        does not matter)."""
         x, y = self._batch(x, labels)
         assert y is not None
         if x.shape[0] != self.spec.train.batch_size:
@@ -1200,7 +1233,7 @@ class Model:
 
     # -- inference ---------------------------------------------------------------------------------------------
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Evaluation forward (semantics 6.6): no augmentation, no draws, no learning layers; int8 (N, C) logits."""
+        """Evaluation forward: no augmentation, no draws, no learning layers; int8 (N, C) logits."""
         x, _ = self._batch(x, None)
         out = np.empty((x.shape[0], self.num_classes), dtype=np.int8)
         # Per-sample forward, so the chunk size cannot change results; keep the widest int64 activation ~64 MB.
@@ -1216,7 +1249,7 @@ class Model:
     def evaluate(self, x: np.ndarray, labels: np.ndarray) -> int:
         """Correct predictions (argmax, ties -> lowest index) over every sample given, like the C
         `<name>_evaluate()`. Which samples a test-set evaluation passes is protocol, not arithmetic:
-        see `eval_sample_count` (semantics 6.6)."""
+        see `eval_sample_count` (docs/semantics.md#evaluation-on-whole-test-batches)."""
         x, y = self._batch(x, labels)
         assert y is not None
         if x.shape[0] == 0:

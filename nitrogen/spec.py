@@ -3,7 +3,7 @@
 Both surface syntaxes (YAML and the DSL) produce a `tree.TMap`; `build_model` turns it into
 a `Model`, checking every key, type and range and collecting all problems before failing.
 Every node keeps its `Span`, so later passes can point at the line that caused a problem.
-Defaults follow the NITRO-D paper (semantics doc sections 5.6 and 9).
+Defaults follow the NITRO-D paper; docs/spec.md lists them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Semantics(StrEnum):
     REFERENCE = "reference"
 
 
-# NITRO-ReLU slope inverse s -> (mean correction mu(s), Kaiming gain(s) * 1000); semantics 4.4.
+# NITRO-ReLU slope inverse s -> (mean correction mu(s), Kaiming gain(s) * 1000); docs/semantics.md#nitro-relu.
 RELU_TABLE: dict[int, tuple[int, int]] = {
     3: (31, 1342), 4: (36, 1372), 5: (38, 1387), 7: (40, 1400), 8: (42, 1403),
     10: (43, 1407), 15: (44, 1411), 16: (44, 1411), 20: (45, 1412),
@@ -67,7 +67,8 @@ class LinearBlock:
 @dataclass(frozen=True, slots=True)
 class ConvBlock:
     """Local-loss block: integer conv2d (stride 1) -> NITRO-Scaling -> NITRO-ReLU, plus its learning layers
-    (a learning pool found by the search of semantics 5.2, flatten, a learning linear to the classes)."""
+    (a learning pool found by the search of docs/semantics.md#learning-pools, flatten, a learning linear to the
+    classes)."""
 
     out_channels: int
     kernel: int
@@ -81,7 +82,7 @@ class ConvBlock:
 
 @dataclass(frozen=True, slots=True)
 class MaxPool:
-    """Feature-extractor max pool: kernel k, stride k, no padding, forward only (semantics 4.5, 5.5)."""
+    """Feature-extractor max pool: kernel k, stride k, no padding, forward only (docs/semantics.md#pools)."""
 
     kernel: int
     span: Span
@@ -90,7 +91,7 @@ class MaxPool:
 
 @dataclass(frozen=True, slots=True)
 class AvgPool:
-    """Feature-extractor average pool: kernel k, stride k, no padding, forward only (semantics 4.6, 5.5)."""
+    """Feature-extractor average pool: kernel k, stride k, no padding, forward only (docs/semantics.md#pools)."""
 
     kernel: int
     span: Span
@@ -99,7 +100,7 @@ class AvgPool:
 
 @dataclass(frozen=True, slots=True)
 class Dropout:
-    """Training-only dropout of `rate_pct` percent with the integer rescale of semantics 4.8."""
+    """Training-only dropout of `rate_pct` percent with the integer rescale of docs/semantics.md#dropout."""
 
     rate_pct: int
     span: Span
@@ -120,7 +121,7 @@ LAYER_KEYS: dict[str, tuple[str, ...]] = {
     "conv": ("kind", "out_channels", "kernel", "padding", "slope_inv", "decoder_dim", "learning_pool"),
     "maxpool": ("kind", "kernel"), "avgpool": ("kind", "kernel"), "dropout": ("kind", "rate_pct"),
 }
-DECODER_DIM = 4096  # semantics 5.6: the paper's decoder dimension (an ablation over 512-8192 favoured it)
+DECODER_DIM = 4096  # the paper's decoder dimension (an ablation over 512-8192 favoured it)
 # The keys of each section ("" is the top level); the builder checks against these, and a key written in the
 # wrong section gets a hint that names the right one.
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
@@ -143,15 +144,16 @@ WARNING_CODES: dict[str, str] = {
 
 
 def dropout_scale(rate_pct: int) -> int:
-    """R = floor(100000 / (100 - pct)), the integer rescale of semantics 4.8 (never via floating point)."""
+    """R = floor(100000 / (100 - pct)), the integer rescale of docs/semantics.md#dropout (never via
+    floating point)."""
     return 100_000 // (100 - rate_pct)
 
 
 def learning_pool_search(c_out: int, size: int, decoder_dim: int) -> tuple[int, int, int, int, int, int, int]:
-    """The learning-pool search of semantics 5.2 for a C_out x size x size block output.
+    """The learning-pool search of docs/semantics.md#learning-pools for a C_out x size x size block output.
 
     Returns (kh, kw, ph, pw, dh, dw, D); kh = kw = 1 means no learning pool. D may stay above
-    `decoder_dim` when the loop stops because kh >= size (accepted by the semantics)."""
+    `decoder_dim` when the loop stops because kh >= size (accepted, with warning W203)."""
     kh = kw = 1
     dh = dw = size
     d = c_out * dh * dw
@@ -172,7 +174,8 @@ def learning_pool_search(c_out: int, size: int, decoder_dim: int) -> tuple[int, 
 
 @dataclass(frozen=True, slots=True)
 class Plateau:
-    """Multiply lr_inv by `factor` after `patience` epochs without a `min_delta_pct` gain (semantics 7.2)."""
+    """Multiply lr_inv by `factor` after `patience` epochs without a `min_delta_pct` gain
+    (docs/semantics.md#training-protocol)."""
 
     factor: int = 3
     patience: int = 15
@@ -182,7 +185,8 @@ class Plateau:
 
 @dataclass(frozen=True, slots=True)
 class EarlyStopping:
-    """Stop after `patience` epochs without a `min_delta_pct` gain, counted from `from_epoch` (7.3)."""
+    """Stop after `patience` epochs without a `min_delta_pct` gain, counted from `from_epoch`
+    (docs/semantics.md#training-protocol)."""
 
     patience: int = 35
     from_epoch: int = 30
@@ -191,7 +195,7 @@ class EarlyStopping:
 
 @dataclass(frozen=True, slots=True)
 class Augment:
-    """Training augmentation (semantics 3.7): random crop with padding `crop_pad`, horizontal flip."""
+    """Training augmentation (docs/semantics.md#augmentation): random crop with padding `crop_pad`, horizontal flip."""
 
     crop_pad: int = 0
     flip: bool = False
@@ -209,13 +213,15 @@ class Train:
     plateau: Plateau
     early_stopping: EarlyStopping
     augment: Augment
-    stats_samples: int     # size of the normalisation statistics sample (semantics 3.3)
-    conv_amp_adjust: bool  # nitrogen-only opt-in: conv amp = amp_model * (H_o^2 // (kh*kw)) (semantics 5.2)
+    stats_samples: int     # size of the normalisation statistics sample (docs/semantics.md#preprocessing)
+    conv_amp_adjust: bool  # nitrogen-only opt-in: conv amp = amp_model * (H_o^2 // (kh*kw)); see
+                           # docs/semantics.md#integersgd
 
 
 @dataclass(frozen=True, slots=True)
 class Init:
-    """Integer Kaiming-uniform (semantics 8) is the only scheme; the key exists so others can be added."""
+    """Integer Kaiming-uniform (docs/semantics.md#initialisation) is the only scheme; the key exists so others
+    can be added."""
 
     scheme: str = "kaiming_uniform"
 
@@ -229,7 +235,7 @@ class Model:
     semantics: Semantics
     weight_bits: int
     layers: tuple[Layer, ...]
-    decoder_dim: int      # default P of the conv blocks' learning-pool search (semantics 5.2)
+    decoder_dim: int      # default P of the conv blocks' learning-pool search (docs/semantics.md#learning-pools)
     learning_pool: str    # default learning-pool type of conv blocks: "max" or "avg"
     train: Train
     init: Init
@@ -759,7 +765,7 @@ Shape = tuple[int, int, int]  # (C, H, W); a linear block's output is (n, 1, 1)
 
 @dataclass(frozen=True, slots=True)
 class Stage:
-    """One item of the network with its inferred shapes (semantics 5.5)."""
+    """One item of the network with its inferred shapes (docs/semantics.md#network-structure)."""
 
     layer: Layer
     index: int        # position in `layers` (names pools and dropouts: pool{index}, drop{index})
@@ -789,10 +795,10 @@ def stages(model: Model, sink: DiagnosticSink | None = None) -> tuple[Stage, ...
             number = block
             if seen_linear:
                 error("E214", "a conv block cannot follow a linear block", layer.span,
-                      "conv blocks and pools form the feature extractor, before every linear block (5.5)")
+                      "conv blocks and pools form the feature extractor, before every linear block")
             if h != w:
                 error("E215", f"a conv block needs a square input, got {h}x{w}", layer.span,
-                      "CNN inputs must be square (semantics 5.5)")
+                      "CNN inputs must be square (docs/semantics.md#network-structure)")
             size = h + 2 * layer.padding - layer.kernel + 1
             if size < 1:
                 error("E216", f"kernel {layer.kernel} with padding {layer.padding} does not fit the {h}x{w} input",
@@ -802,7 +808,7 @@ def stages(model: Model, sink: DiagnosticSink | None = None) -> tuple[Stage, ...
         elif isinstance(layer, (MaxPool, AvgPool)):
             if seen_linear:
                 error("E214", f"a {layer.kind} cannot follow a linear block", layer.span,
-                      "pools belong to the feature extractor, before every linear block (5.5)")
+                      "pools belong to the feature extractor, before every linear block")
             elif layer.kernel > min(h, w):
                 error("E216", f"pool kernel {layer.kernel} is larger than its {h}x{w} input", layer.span,
                       "a feature-extractor pool has stride = kernel and no padding: H_o = H // kernel")
@@ -877,11 +883,11 @@ def _check_model(model: Model, sink: DiagnosticSink) -> None:
             if ref and layer.learning_pool == "avg" and (ph or pw):
                 sink.error("E217", f"an average learning pool with padding ({ph}, {pw}) is not supported in "
                            "reference semantics", layer.span,
-                           hint="the published implementation does not crop the padding in its backward pass "
-                                "(semantics 4.6); use learning_pool: max or nitrogen semantics")
+                           hint="the published implementation does not crop the padding in its backward pass; "
+                                "use learning_pool: max or nitrogen semantics")
         if isinstance(layer, Dropout) and ref and layer.rate_pct % 5:
             sink.error("E217", f"dropout rate {layer.rate_pct}% is not a multiple of 5", layer.span,
-                       hint="reference semantics accept 5, 10, ..., 95 (semantics 4.8); nitrogen accepts 1-99")
+                       hint="reference semantics accept 5, 10, ..., 95, as published; nitrogen accepts 1-99")
     fan_out = _prod(walk[-1].out_shape) if walk else model.input_len
     if walk and fan_out > MAX_FAN_IN:
         sink.error("E212", f"the output layer has a fan-in of {fan_out} (the output of layer {walk[-1].index}, "
@@ -889,7 +895,7 @@ def _check_model(model: Model, sink: DiagnosticSink) -> None:
                    hint=f"{fan_hint}; end the network with a pool or a linear block")
     if ref and model.train.conv_amp_adjust:
         sink.error("E217", "conv_amp_adjust is a nitrogen-semantics option", model.span("train.conv_amp_adjust"),
-                   hint="the published implementation never applies the adjusted factor (semantics 5.2)")
+                   hint="the published implementation never applies the adjusted factor")
     if not model.blocks:
         sink.error("E213", "the network has no local-loss block", model.span("layers"),
                    hint="add a linear or conv block: the blocks are what trains (pools and dropout only "
@@ -934,7 +940,7 @@ def lint(model: Model, allow: tuple[str, ...] = ()) -> tuple[Diagnostic, ...]:
             out.append(Diagnostic("W202", f"pool kernel {layer.kernel} does not divide its {h}x{w} input",
                                   layer.span, (f"the output is {h // layer.kernel}x{w // layer.kernel}; the last "
                                                f"{h % layer.kernel} row(s) and {w % layer.kernel} column(s) are "
-                                               "dropped (floor, semantics 4.5)",),
+                                               "dropped (floor, as the paper's pools)",),
                                   _w202_hint(layer.kernel, h, w, model.layers[:st.index]), "warning"))
         if isinstance(layer, ConvBlock):
             kh, kw, _, _, dh, dw, d = learning_pool_search(layer.out_channels, st.out_shape[1], layer.decoder_dim)
@@ -942,7 +948,7 @@ def lint(model: Model, allow: tuple[str, ...] = ()) -> tuple[Diagnostic, ...]:
                 out.append(Diagnostic("W203", f"decoder dimension {layer.decoder_dim} cannot be reached: the "
                                       f"learning linear has fan-in {d}", layer.span,
                                       (f"the learning pool stops at kernel ({kh}, {kw}) with {layer.out_channels}"
-                                       f"x{dh}x{dw} outputs (semantics 5.2)",),
+                                       f"x{dh}x{dw} outputs (docs/semantics.md#learning-pools)",),
                                       f"raise decoder_dim to at least {d} or use fewer channels", "warning"))
     hidden = set(model.allow) | set(allow)
     return tuple(d for d in out if d.code not in hidden)

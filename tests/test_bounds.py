@@ -1,5 +1,6 @@
-"""Bounds pass: worst cases checked against the semantics doc's tables (section 10), type choices,
-and diagnostics for specs whose declared widths cannot hold a worst case."""
+"""Bounds pass: worst cases checked against values worked out by hand with the interval rules of
+docs/semantics.md#bounds-and-c-types, type choices, and diagnostics for specs whose declared widths cannot hold a
+worst case."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def test_unsigned_tensors_need_no_sign_bit() -> None:
     assert r["b0_z"].bits == 8  # signed tensors are unchanged: [-127, 127] needs 8
 
 
-def test_mlp1_nitrogen_matches_semantics_table_10_3() -> None:
+def test_mlp1_nitrogen_worst_cases_by_hand() -> None:
     r = report("mlp1_mnist.yaml")
     wmax = 32767
     # forward accumulator with int8 data input, M = 784: M * 128 * Wmax = 3.29e9 -> int64
@@ -52,7 +53,7 @@ def test_mlp1_nitrogen_matches_semantics_table_10_3() -> None:
     assert r["b0_l_grad"].lo == -926016 and r["out_grad"].ctype == I32
     # the nitrogen loss gradient is exact: [-127 - T, 127], int16
     assert (r["out_delta"].lo, r["out_delta"].hi, r["out_delta"].ctype) == (-159, 127, I16)
-    # scaling outputs and NITRO-ReLU outputs are int8 with the section 10.1 ranges
+    # scaling outputs and NITRO-ReLU outputs are int8 with their fixed ranges (docs/semantics.md#nitro-relu)
     assert (r["b0_z"].lo, r["b0_z"].hi, r["b0_z"].ctype) == (-127, 127, I8)
     assert (r["b0_h"].lo, r["b0_h"].hi) == (-67, 91)
     assert (r["b0_w"].lo, r["b0_w"].hi, r["b0_w"].ctype) == (-wmax, wmax, I16)
@@ -91,8 +92,8 @@ def test_worst_case_beyond_int64_is_an_error_at_the_layer() -> None:
     assert "no C integer type holds it" in diag.message and diag.hint
 
 
-def test_vgg8b_conv_bounds_match_table_10_3() -> None:
-    """Semantics 10.3 for convs (b = 16, Wmax = 32767, C = 10, T = 32, bs = 64), values worked by hand."""
+def test_vgg8b_conv_worst_cases_by_hand() -> None:
+    """Worst cases of the convs (b = 16, Wmax = 32767, C = 10, T = 32, bs = 64), values worked by hand."""
     r = report("vgg8b_cifar10.yaml")
     wmax = 32767
     # Block 0 reads the int8 data input: M = 27 terms of 128 * Wmax, 1.13e8 -> int32, no chunks.

@@ -1,5 +1,6 @@
-"""`nitrogen check` prints the per-layer constants of the paper's CNNs; they must equal the tables of
-semantics sections 9.2-9.4 (typed here from the document, not computed by nitrogen)."""
+"""`nitrogen check` prints the per-layer constants of the paper's CNNs; they must equal the values typed here
+(not computed by nitrogen), which follow from the formulas of docs/semantics.md#nitro-scaling, #initialisation,
+#learning-pools and #integersgd."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ VGG8B_28 = [
     (7, 1179648, 4, 6, (4, 2), (2, 1), 4096, 1048576, 4),
     (3, 1179648, 4, 4, (2, 1), (1, 0), 3072, 786432, 5),
 ]
-# Section 9.4 lists H_o, SF, B, opt-in amp and the pool kernels; every pool is unpadded with D = 4096.
+# VGG11B: H_o, SF, B, opt-in amp and the pool kernels; every pool is unpadded with D = 4096.
 VGG11B_ROWS = [(32, 6912, 60, 20480, (8, 4)), (32, 294912, 9, 20480, (8, 4)), (32, 294912, 9, 20480, (8, 4)),
                (32, 294912, 9, 10240, (8, 8)), (16, 589824, 6, 10240, (4, 4)), (16, 589824, 6, 5120, (8, 4)),
                (8, 1179648, 4, 5120, (4, 2)), (8, 1179648, 4, 5120, (4, 2)), (4, 1179648, 4, 5120, (2, 1))]
@@ -64,8 +65,9 @@ def test_paper_cnn_constants(capsys: pytest.CaptureFixture[str], spec: str,
 
 
 def test_opt_in_conv_amplification(capsys: pytest.CaptureFixture[str]) -> None:
-    """conv_amp_adjust multiplies amp_model by adj = H_o^2 // (kh*kw) (semantics 5.2); tiny_cnn_adjust has
-    7x7 outputs: block 0 with an avg pool (4, 2) -> adj 49 // 8 = 6; block 1 with a max pool (4, 4) -> 3."""
+    """conv_amp_adjust multiplies amp_model by adj = H_o^2 // (kh*kw) (docs/semantics.md#integersgd);
+    tiny_cnn_adjust has 7x7 outputs: block 0 with an avg pool (4, 2) -> adj 49 // 8 = 6; block 1 with a max pool
+    (4, 4) -> 3."""
     rows = _table(capsys, "tiny_cnn_adjust")
     assert rows["b0"][4:9] == ["7", str(256 * 2 * 9), rows["b0"][6], str(320 * 6), "6"]
     assert rows["b1"][4:9] == ["7", str(256 * 4 * 9), rows["b1"][6], str(320 * 3), "3"]

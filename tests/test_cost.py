@@ -1,5 +1,6 @@
 """`nitrogen report`: RAM by category from the real memory plan, operation counts of the generated training
-step, and the analytic method of semantics 11.2 (the published table reproduced to its printed precision)."""
+step, and the paper's analytic method (docs/cost-report.md; the published table reproduced to its printed
+precision)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from nitrogen.pipeline import analyse, compile_model
 
 from conftest import ROOT, load
 
-# Semantics 11.2, typed from the table: (spec, FP optimizer, --input-features), then
+# The paper's energy and memory table, typed from it: (spec, FP optimizer, --input-features), then
 # FP energy mJ, NITRO-D energy mJ, energy reduction %, FP memory MB, NITRO-D memory MB, memory reduction %.
 PAPER: list[tuple[str, str, int | None, str, str, str, str, str, str]] = [
     ("mlp1_mnist.yaml", "sgd", None, "0.07473", "0.05269", "29.50", "0.891", "0.544", "38.96"),
@@ -45,7 +46,7 @@ def test_paper_table_is_reproduced(row: tuple[str, str, int | None, str, str, st
 
 
 def test_paper_mlp4_with_its_real_3072_inputs() -> None:
-    """Semantics 11.2: counting MLP4 with the 3072 inputs it trains with gives 32.40 %."""
+    """The paper's analytic method: counting MLP4 with the 3072 inputs it trains with gives 32.40 %."""
     d = cost.paper_report(load("mlp4_cifar10.yaml"), fp_optimizer="adam")
     assert d["input_features"] == 3072
     assert f"{d['energy_reduction_pct']:.2f}" == "32.40"
@@ -173,7 +174,7 @@ def test_cli_table() -> None:
     proc = _run("specs/mlp1_mnist.yaml")
     assert proc.returncode == 0, proc.stderr
     assert "MLP1_MNIST_CTX_BYTES = 246 624 bytes" in proc.stdout
-    assert "FP32 backprop + SGD, 11.2 method" in proc.stdout
+    assert "FP32 backprop + SGD, paper method" in proc.stdout
 
 
 def test_cli_json() -> None:

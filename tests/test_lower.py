@@ -1,4 +1,5 @@
-"""Lowering, checked without a C compiler against the semantics doc's own tables (sections 4.4, 8, 9.1)."""
+"""Lowering, checked without a C compiler against values typed here from docs/semantics.md (the NITRO-ReLU
+table of #nitro-relu and the bounds of #initialisation) and the paper's MLPs."""
 
 from __future__ import annotations
 

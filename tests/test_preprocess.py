@@ -1,7 +1,7 @@
-"""Preprocessing (semantics 3) by hand, against the formulas of semantics 3 written out over the whole set
+"""Preprocessing (docs/semantics.md#preprocessing) by hand, against its formulas written out over the whole set
 (bit for bit) and within a memory budget, the generated `<name>_normalize()` bit for bit against
 `preprocess.normalize`, the generated epoch shuffle against the reference's permutation, and the
-plateau / early-stopping rules of semantics 7 on hand-made sequences."""
+plateau / early-stopping rules of docs/semantics.md#training-protocol on hand-made sequences."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def tdiv(a: Any, b: int) -> Any:
 
 
 def statistics_by_formula(x: np.ndarray, seed: int, stats_samples: int) -> Stats:
-    """Semantics 3.3 written out over int64 copies of the whole statistics set."""
+    """The statistics of docs/semantics.md#preprocessing written out over int64 copies of the whole statistics set."""
     order = reference.Pcg32(seed, 1).permutation(len(x))
     centred = x[np.asarray(order[:min(stats_samples, len(x))])].astype(np.int64) - 128
     n = centred.shape[0] * centred.shape[2] * centred.shape[3]
@@ -68,7 +68,7 @@ def statistics_by_formula(x: np.ndarray, seed: int, stats_samples: int) -> Stats
 
 
 def normalize_by_formula(x: np.ndarray, s: Stats) -> np.ndarray:
-    """Semantics 3.4 written out over int64 copies."""
+    """The normalisation of docs/semantics.md#preprocessing written out over int64 copies."""
     out = np.empty(x.shape, dtype=np.int8)
     for c, (mean, mad) in enumerate(zip(s.mean, s.mad)):
         out[:, c] = np.clip(tdiv((x[:, c].astype(np.int64) - 128 - mean) * 51, mad), -128, 127)

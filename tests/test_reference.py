@@ -1,7 +1,7 @@
 """Unit tests of the NumPy reference interpreter (`nitrogen/reference.py`).
 
-Expected values are worked out by hand from the semantics doc (`/work/shared/nitro-d-semantics.md`), not copied
-from running the code. Test data is integer-only and comes from the module's own PCG32 where it has to be random.
+Expected values are worked out by hand from docs/semantics.md, not copied from running the code. Test data is
+integer-only and comes from the module's own PCG32 where it has to be random.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_reference_source_has_no_float_path():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Integer primitives (2.1)
+# Integer primitives (docs/semantics.md#integer-primitives)
 # ------------------------------------------------------------------------------------------------------------------
 
 def test_tdiv_examples():
@@ -160,7 +160,7 @@ def test_clip_wrap_saturate():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# PRNG (2.3)
+# PRNG (docs/semantics.md#random-numbers)
 # ------------------------------------------------------------------------------------------------------------------
 
 def test_pcg32_known_answers():
@@ -207,7 +207,7 @@ def test_coin_keep_permutation():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Initialisation (8)
+# Initialisation (docs/semantics.md#initialisation)
 # ------------------------------------------------------------------------------------------------------------------
 
 KAIMING_TABLE = {9: 64, 27: 60, 50: 43, 100: 30, 200: 21, 512: 13, 784: 10, 1024: 9, 1152: 9, 2048: 6, 2304: 6,
@@ -263,13 +263,14 @@ def test_kaiming_gain_per_mode_and_draw_order(sem, bounds):
 
 
 def test_init_first_weights_known_answer():
-    # fan_in 9 -> B = 64; seed 42 -> the eight uniform_int(-64, 64) draws of 2.3, in C-order
+    # fan_in 9 -> B = 64; seed 42 -> the eight uniform_int(-64, 64) draws of docs/semantics.md#random-numbers,
+    # in C-order
     m = Model(make_spec((8,), inp=(1, 3, 3), classes=2), seed=42)
     assert m.params["blocks.0.forward.weight"].reshape(-1)[:8].tolist() == [-46, 31, 44, 10, 8, -60, 19, 49]
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Layers (4.1, 4.3, 4.4, 4.9, 7.1)
+# Layers, losses and IntegerSGD (docs/semantics.md#layers, #losses-and-gradients, #integersgd)
 # ------------------------------------------------------------------------------------------------------------------
 
 def test_int_linear_reference_wraps_nitrogen_exact():
@@ -373,7 +374,7 @@ def test_nitro_relu_backward_whole_range(sem, s):
 
 
 def test_loss_grad_modes():
-    # the wrap example of 4.9: ŷ = -100 at the true class, T = 32
+    # the wrap example of docs/semantics.md#int8-loss-gradient-wrap: ŷ = -100 at the true class, T = 32
     assert loss_grad(-100, 32, REF) == 124
     assert loss_grad(-100, 32, NG) == -132
     assert loss_grad(-96, 32, REF) == -128 and loss_grad(-96, 32, NG) == -128
@@ -419,7 +420,7 @@ def test_integer_sgd():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Augmentation (3.7)
+# Augmentation (docs/semantics.md#augmentation)
 # ------------------------------------------------------------------------------------------------------------------
 
 class ScriptedRng:
@@ -589,7 +590,8 @@ def test_tiny_mlp_learns_a_separable_task():
 
 @pytest.mark.parametrize("sem", ["nitrogen", "reference"])
 def test_fused_schedule_gives_identical_results(sem):
-    """1.3/6.5: running each block's local step right after its forward equals the published order."""
+    """Fused schedule (docs/semantics.md#the-training-step): running each block's local step right after its
+    forward equals the published order."""
     spec = make_spec((6, 5, 4), inp=(1, 4, 4), classes=3, sem=sem, bs=4, crop=1, flip=True, lr_inv=4, amp=3,
                      fwd_decay=50, sub_decay=20)
     a, b = Model(spec, seed=5), Model(spec, seed=5)
@@ -649,7 +651,8 @@ def test_predict_and_evaluate_tie_break_lowest_index():
 
 
 def test_evaluation_sample_count_per_mode():
-    # semantics 6.6: reference evaluates the first floor(N/bs)*bs test samples, nitrogen all of them
+    # reference evaluates the first floor(N/bs)*bs test samples, nitrogen all of them
+    # (docs/semantics.md#evaluation-on-whole-test-batches)
     assert eval_sample_count(10_000, 64, Semantics.REFERENCE) == 9_984
     assert eval_sample_count(10_000, 64, Semantics.NITROGEN) == 10_000
     x = np.zeros((6, 1, 1, 2), dtype=np.int8)

@@ -1,8 +1,9 @@
 """Unit tests of the CNN part of the NumPy reference interpreter: conv blocks, learning pools, feature-extractor
-pools and dropout (`nitrogen/reference.py`, semantics 4.2, 4.5, 4.6, 4.8, 5.2, 6.3, 6.4, 8, 9).
+pools and dropout (`nitrogen/reference.py`; docs/semantics.md#layers, #learning-pools, #the-training-step,
+#initialisation).
 
-Expected values are typed from the semantics doc (`/work/shared/nitro-d-semantics.md`) or worked out by hand in the
-comments, never copied from running the code. Oracles are plain Python-int loops written here.
+Expected values are typed from the paper networks' constants or worked out by hand in the comments from
+docs/semantics.md, never copied from running the code. Oracles are plain Python-int loops written here.
 """
 
 from __future__ import annotations
@@ -48,22 +49,24 @@ def trunc_div(a: int, b: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Learning-pool search (5.2) against the tables of semantics 9.2, 9.3 and 9.4
+# Learning-pool search (docs/semantics.md#learning-pools) against the paper's CNNs
 # ------------------------------------------------------------------------------------------------------------------
 
-# (C_out, H_o) -> ((kh, kw), (ph, pw), D), typed from the tables.
-TABLE_9_2 = [((128, 32), ((8, 4), (0, 0), 4096)), ((256, 32), ((8, 8), (0, 0), 4096)),
+# (C_out, H_o) -> ((kh, kw), (ph, pw), D) of every block: VGG8B on 3x32x32 and on 1x28x28, VGG11B on 3x32x32;
+# typed here, not computed by nitrogen.
+VGG8B_CIFAR_POOLS = [((128, 32), ((8, 4), (0, 0), 4096)), ((256, 32), ((8, 8), (0, 0), 4096)),
              ((256, 16), ((4, 4), (0, 0), 4096)), ((512, 16), ((8, 4), (0, 0), 4096)),
              ((512, 8), ((4, 2), (0, 0), 4096)), ((512, 4), ((2, 1), (0, 0), 4096))]
-TABLE_9_3 = [((128, 28), ((8, 4), (4, 0), 3584)), ((256, 28), ((8, 8), (4, 4), 4096)),
+VGG8B_28_POOLS = [((128, 28), ((8, 4), (4, 0), 3584)), ((256, 28), ((8, 8), (4, 4), 4096)),
              ((256, 14), ((4, 4), (2, 2), 4096)), ((512, 14), ((8, 4), (4, 2), 4096)),
              ((512, 7), ((4, 2), (2, 1), 4096)), ((512, 3), ((2, 1), (1, 0), 3072))]
-TABLE_9_4 = [((128, 32), ((8, 4), (0, 0), 4096))] * 3 + [
+VGG11B_CIFAR_POOLS = [((128, 32), ((8, 4), (0, 0), 4096))] * 3 + [
     ((256, 32), ((8, 8), (0, 0), 4096)), ((256, 16), ((4, 4), (0, 0), 4096)), ((512, 16), ((8, 4), (0, 0), 4096)),
     ((512, 8), ((4, 2), (0, 0), 4096)), ((512, 8), ((4, 2), (0, 0), 4096)), ((512, 4), ((2, 1), (0, 0), 4096))]
 
 
-@pytest.mark.parametrize("table", [TABLE_9_2, TABLE_9_3, TABLE_9_4], ids=["9.2", "9.3", "9.4"])
+@pytest.mark.parametrize("table", [VGG8B_CIFAR_POOLS, VGG8B_28_POOLS, VGG11B_CIFAR_POOLS],
+                         ids=["vgg8b-cifar10", "vgg8b-28x28", "vgg11b-cifar10"])
 def test_learning_pool_search_matches_paper_tables(table):
     for (c_out, h_o), (kernel, pad, d) in table:
         g, got_d = learning_pool_search(c_out, h_o, 4096)
@@ -84,8 +87,8 @@ def test_learning_pool_search_small_cases():
 
 
 def test_uncovered_rows_of_vgg8b_mnist_get_zero_gradient():
-    # 9.3: block 3 (14 x 14, kernel (8, 4), padding (4, 2)) leaves rows 12-13 uncovered; block 4 (7 x 7, (4, 2),
-    # padding (2, 1)) leaves row 6. Every column is covered in both.
+    # VGG8B on 28x28: block 3 (14 x 14, kernel (8, 4), padding (4, 2)) leaves rows 12-13 uncovered; block 4
+    # (7 x 7, (4, 2), padding (2, 1)) leaves row 6. Every column is covered in both.
     for size, (kh, kw, ph, pw), rows in [(14, (8, 4, 4, 2), [12, 13]), (7, (4, 2, 2, 1), [6])]:
         g = PoolGeometry(kh, kw, ph, pw, size, size)
         ones = np.ones((1, 1, g.out_h, g.out_w), dtype=np.int64)
@@ -98,7 +101,7 @@ def test_uncovered_rows_of_vgg8b_mnist_get_zero_gradient():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Max pool (4.5) and average pool (4.6) by hand
+# Max pool and average pool by hand (docs/semantics.md#pools)
 # ------------------------------------------------------------------------------------------------------------------
 
 # 7 x 3 input, kernel (4, 2), padding (2, 1): out 2 x 2. Windows cover rows -2..1 and 2..5 (row 6 uncovered) and
@@ -187,7 +190,7 @@ def test_pool_geometry_is_checked():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Dropout (4.8)
+# Dropout (docs/semantics.md#dropout)
 # ------------------------------------------------------------------------------------------------------------------
 
 def test_dropout_rescale_factors_from_the_document():
@@ -221,7 +224,7 @@ def test_dropout_forward_with_a_known_mask():
     # tdiv(-10*1111, 1000) = -11; 91 -> 101; 7 -> 7; -1 -> tdiv(-1111, 1000) = -1 (floor would be -2)
     assert y.tolist() == [[0, -11, 101], [0, 7, -1]]
     assert rng.calls == [(0, 99, 6)]  # one draw per element, keep(pct) = [uniform_int(0, 99) >= pct]
-    # 4.8's range example: [-67, 91] at 10 % -> [-74, 101]; at 35 % (R = 1538) -67 -> -103 (floor: -104)
+    # range example: [-67, 91] at 10 % -> [-74, 101]; at 35 % (R = 1538) -67 -> -103 (floor: -104)
     assert dropout(arr([-67, 91]), 10, FixedDraws([50, 50])).tolist() == [-74, 101]
     assert dropout(arr([-67]), 35, FixedDraws([35])).tolist() == [-103]
     assert dropout(arr([-1, 3]), 95, FixedDraws([95, 99])).tolist() == [-20, 60]
@@ -259,7 +262,7 @@ def test_model_dropout_draws_after_augmentation_and_not_in_evaluation(sem, coins
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Integer conv2d (4.2) by hand and against a Python-int oracle
+# Integer conv2d (docs/semantics.md#integer-linear-and-conv) by hand and against a Python-int oracle
 # ------------------------------------------------------------------------------------------------------------------
 
 CONV_X = [[1, -2, 3], [0, 4, -1], [2, 1, -3]]
@@ -350,10 +353,10 @@ def test_conv_shape_errors():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Construction (5.2, 8, 9.3)
+# Construction (docs/semantics.md#learning-pools, #initialisation; VGG8B on 28x28)
 # ------------------------------------------------------------------------------------------------------------------
 
-# name, shape, SF, B, amp, decay_inv: typed from semantics 9.3 and 9.5 (VGG8B MNIST: decay 30 000 / 3 000)
+# name, shape, SF, B, amp, decay_inv of the paper's VGG8B on MNIST (decay 30 000 / 3 000), typed here
 VGG8B_MNIST = [
     ("blocks.0.forward.weight", (128, 1, 3, 3), 2304, 64, 640, 30000),
     ("blocks.0.learning.weight", (10, 3584), 917504, 5, 1, 3000),
@@ -379,11 +382,12 @@ def test_vgg8b_mnist_construction(sem):
     got = [(i.name, i.shape, i.sf, i.bound, i.amp, i.decay_inv) for i in m.layer_info]
     assert got == VGG8B_MNIST
     params = m.params
-    assert list(params) == [row[0] for row in VGG8B_MNIST]  # construction order = the draw order of semantics 8
+    assert list(params) == [row[0] for row in VGG8B_MNIST]  # construction order = the draw order
     for name, shape, _, bound, _, _ in VGG8B_MNIST:
         assert params[name].shape == shape
         assert -bound <= int(params[name].min()) and int(params[name].max()) <= bound
-    # 2.3: seed(42, 0), eight draws of uniform_int(-64, 64); conv 0 (B = 64) is drawn first, in C-order
+    # seed(42, 0), eight draws of uniform_int(-64, 64) (docs/semantics.md#random-numbers); conv 0 (B = 64) is drawn
+    # first, in C-order
     assert params["blocks.0.forward.weight"].reshape(-1)[:8].tolist() == [-46, 31, 44, 10, 8, -60, 19, 49]
     assert m.local_steps == ((1,) * 7 if sem == "nitrogen" else (1,) * 6 + (2,))
 
@@ -391,7 +395,7 @@ def test_vgg8b_mnist_construction(sem):
 def test_conv_amp_adjust_nitrogen_only():
     s = spec("vgg8b_mnist")
     adjusted = replace(s, train=replace(s.train, conv_amp_adjust=True))
-    # 9.3 "opt-in amp" column; the linear block keeps amp_model
+    # amp_model * (H_o^2 // (kh*kw)) per conv block; the linear block keeps amp_model
     assert [i.amp for i in Model(adjusted).layer_info if "forward" in i.name] == \
         [15360, 7680, 7680, 3840, 3840, 2560, 640]
     # reference never applies it (the spec check rejects the option; the interpreter ignores it if bypassed)
@@ -446,7 +450,7 @@ def test_set_params_takes_the_4d_conv_shape():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Training (6.2-6.5)
+# Training (docs/semantics.md#the-training-step)
 # ------------------------------------------------------------------------------------------------------------------
 
 def train(s, steps: int, seed: int = 0) -> tuple[Model, dict[str, np.ndarray]]:
@@ -474,7 +478,8 @@ def test_tiny_cnns_train_and_every_parameter_moves(name, sem):
 def test_reference_padding_freezes_a_first_conv_block_at_init(name):
     # At initialisation |acc| / SF <= 9*128*64 / 2304 = 32, so z <= 32 and h = P(z) - 36 <= -4 < 0. Every window of
     # block 0's learning pool ((8, 8) pad (4, 4) on 9 x 9; (4, 2) pad (2, 1) on 5 x 5) holds a padding cell, whose 0
-    # wins in reference mode (4.5): p = 0, G_l = 0, every pool gradient is discarded, and decay is 0 for |W| <= 64.
+    # wins in reference mode (docs/semantics.md#padding-that-wins-a-max-pool): p = 0, G_l = 0, every pool gradient
+    # is discarded, and decay is 0 for |W| <= 64.
     # So block 0 never moves, while every later parameter trains.
     m, before = train(spec(name, "reference"), 5)
     frozen = {"blocks.0.forward.weight", "blocks.0.learning.weight"}
@@ -483,7 +488,7 @@ def test_reference_padding_freezes_a_first_conv_block_at_init(name):
 
 def test_local_steps_per_mode():
     assert Model(spec("tiny_cnn_ref", "nitrogen")).local_steps == (1, 1, 1)
-    assert Model(spec("tiny_cnn_ref", "reference")).local_steps == (1, 2, 2)  # 6.4: linear blocks of a CNN
+    assert Model(spec("tiny_cnn_ref", "reference")).local_steps == (1, 2, 2)  # two local steps: linear blocks of a CNN
     assert Model(spec("tiny_cnn", "reference")).local_steps == (1, 1, 2)
     assert Model(spec("tiny_cnn_avg", "reference")).local_steps == (1, 1)
 
@@ -491,8 +496,8 @@ def test_local_steps_per_mode():
 @pytest.mark.parametrize("name, sem", [("tiny_cnn", "nitrogen"), ("tiny_cnn_ref", "reference"),
                                        ("tiny_cnn_avg", "reference"), ("tiny_cnn_adjust", "nitrogen")])
 def test_fused_schedule_gives_identical_results(name, sem):
-    """1.3/6.5: each block's r_b local steps right after its forward equal the published order; dropout draws stay
-    in forward order. r_b = 2 (reference linear blocks of a CNN) is spelled out here."""
+    """Fused schedule: each block's r_b local steps right after its forward equal the published order; dropout
+    draws stay in forward order. r_b = 2 (reference linear blocks of a CNN) is spelled out here."""
     s = spec(name, sem)
     a, b = Model(s, seed=3), Model(s, seed=3)
     aug = s.train.augment

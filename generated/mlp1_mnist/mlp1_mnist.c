@@ -29,7 +29,7 @@ static inline int8_t ng_scale64(int64_t acc, int64_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
+/** PCG32 (XSH-RR, 64-bit state), docs/semantics.md#random-numbers. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
     const uint32_t xorshifted = (uint32_t)((((old >> 18) ^ old) >> 27) & 0xffffffffu);
@@ -46,7 +46,7 @@ static inline void ng_pcg32_seed(uint64_t *state, uint64_t *inc, uint64_t seed, 
     (void)ng_pcg32_next(state, *inc);
 }
 
-/** uniform_int(lo, hi) by rejection, 1 <= hi - lo + 1 < 2^32 (semantics 2.3). */
+/** uniform_int(lo, hi) by rejection, 1 <= hi - lo + 1 < 2^32 (docs/semantics.md#random-numbers). */
 static inline int32_t ng_uniform(uint64_t *state, uint64_t inc, int32_t lo, int32_t hi) {
     const uint32_t n = (uint32_t)((int64_t)hi - (int64_t)lo + 1);
     const uint32_t threshold = (0u - n) % n;
@@ -89,7 +89,7 @@ static uint32_t ng_crc32_i32(uint32_t crc, int32_t value) {
     return ng_crc32_update(crc, le, 4);
 }
 
-/** NITRO-ReLU with slope 1/4: output for z = -127..127 at index z + 127 (semantics 4.4). */
+/** NITRO-ReLU with slope 1/4: output for z = -127..127 at index z + 127 (docs/semantics.md#nitro-relu). */
 static const int8_t ng_relu_s4[255] = {
      -67,  -67,  -67,  -67,  -66,  -66,  -66,  -66,  -65,  -65,  -65,  -65,  -64,  -64,  -64,  -64,
      -63,  -63,  -63,  -63,  -62,  -62,  -62,  -62,  -61,  -61,  -61,  -61,  -60,  -60,  -60,  -60,
@@ -432,7 +432,7 @@ mlp1_mnist_status_t mlp1_mnist_train_step(mlp1_mnist_ctx_t *ctx, const int8_t *x
     return MLP1_MNIST_OK;
 }
 
-/** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch (semantics 6.6). */
+/** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch. */
 static void ng_forward(mlp1_mnist_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward linear 784->100
      * x [-128, 127], w [-32767, 32767]: acc [-3288233984, 3288233984] (33 bits), int64_t; y = clip(tdiv(acc, 200704), -127, 127) */

@@ -73,7 +73,7 @@ typedef struct {
 
 /** All training state: parameters, saved tensors, scratch and PRNG. Caller-owned; no allocation. */
 typedef struct {
-    uint64_t rng_state;   /**< PCG32 state of rng_train (semantics 2.3) */
+    uint64_t rng_state;   /**< PCG32 state of rng_train (docs/semantics.md#random-numbers) */
     uint64_t rng_inc;   /**< PCG32 stream increment */
     int64_t lr_inv;   /**< IntegerSGD learning-rate inverse; see set_lr_inv() */
     int16_t b0_w[802816];   /**< blocks.0.forward.weight [1024, 784], range [-32767, 32767] */
@@ -180,7 +180,7 @@ mlp3_mnist_status_t mlp3_mnist_evaluate(mlp3_mnist_ctx_t *ctx, const int8_t *x, 
 mlp3_mnist_status_t mlp3_mnist_set_lr_inv(mlp3_mnist_ctx_t *ctx, int64_t lr_inv);
 
 /**
- * @brief An epoch shuffle drawn from the context's PRNG (semantics 2.3): index = permutation(n).
+ * @brief An epoch shuffle drawn from the context's PRNG (docs/semantics.md#random-numbers): index = permutation(n).
  *
  * Call it at the start of every epoch, before that epoch's train_step() calls, so the draws happen in the
  * order the semantics prescribe; batch k then holds samples index[k*BATCH .. k*BATCH + BATCH - 1].

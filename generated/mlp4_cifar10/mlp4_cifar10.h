@@ -73,7 +73,7 @@ typedef struct {
 
 /** All training state: parameters, saved tensors, scratch and PRNG. Caller-owned; no allocation. */
 typedef struct {
-    uint64_t rng_state;   /**< PCG32 state of rng_train (semantics 2.3) */
+    uint64_t rng_state;   /**< PCG32 state of rng_train (docs/semantics.md#random-numbers) */
     uint64_t rng_inc;   /**< PCG32 stream increment */
     int64_t lr_inv;   /**< IntegerSGD learning-rate inverse; see set_lr_inv() */
     int16_t b0_w[9216000];   /**< blocks.0.forward.weight [3000, 3072], range [-32767, 32767] */
@@ -189,7 +189,7 @@ mlp4_cifar10_status_t mlp4_cifar10_evaluate(mlp4_cifar10_ctx_t *ctx, const int8_
 mlp4_cifar10_status_t mlp4_cifar10_set_lr_inv(mlp4_cifar10_ctx_t *ctx, int64_t lr_inv);
 
 /**
- * @brief An epoch shuffle drawn from the context's PRNG (semantics 2.3): index = permutation(n).
+ * @brief An epoch shuffle drawn from the context's PRNG (docs/semantics.md#random-numbers): index = permutation(n).
  *
  * Call it at the start of every epoch, before that epoch's train_step() calls, so the draws happen in the
  * order the semantics prescribe; batch k then holds samples index[k*BATCH .. k*BATCH + BATCH - 1].

@@ -43,7 +43,7 @@ static inline void ng_mac3_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *r
     }
 }
 
-/** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
+/** PCG32 (XSH-RR, 64-bit state), docs/semantics.md#random-numbers. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
     const uint32_t xorshifted = (uint32_t)((((old >> 18) ^ old) >> 27) & 0xffffffffu);
@@ -60,7 +60,7 @@ static inline void ng_pcg32_seed(uint64_t *state, uint64_t *inc, uint64_t seed, 
     (void)ng_pcg32_next(state, *inc);
 }
 
-/** uniform_int(lo, hi) by rejection, 1 <= hi - lo + 1 < 2^32 (semantics 2.3). */
+/** uniform_int(lo, hi) by rejection, 1 <= hi - lo + 1 < 2^32 (docs/semantics.md#random-numbers). */
 static inline int32_t ng_uniform(uint64_t *state, uint64_t inc, int32_t lo, int32_t hi) {
     const uint32_t n = (uint32_t)((int64_t)hi - (int64_t)lo + 1);
     const uint32_t threshold = (0u - n) % n;
@@ -103,7 +103,7 @@ static uint32_t ng_crc32_i32(uint32_t crc, int32_t value) {
     return ng_crc32_update(crc, le, 4);
 }
 
-/** NITRO-ReLU with slope 1/4: output for z = -127..127 at index z + 127 (semantics 4.4). */
+/** NITRO-ReLU with slope 1/4: output for z = -127..127 at index z + 127 (docs/semantics.md#nitro-relu). */
 static const int8_t ng_relu_s4[255] = {
      -67,  -67,  -67,  -67,  -66,  -66,  -66,  -66,  -65,  -65,  -65,  -65,  -64,  -64,  -64,  -64,
      -63,  -63,  -63,  -63,  -62,  -62,  -62,  -62,  -61,  -61,  -61,  -61,  -60,  -60,  -60,  -60,
@@ -735,7 +735,7 @@ tiny_cnn_adjust_status_t tiny_cnn_adjust_train_step(tiny_cnn_adjust_ctx_t *ctx, 
     return TINY_CNN_ADJUST_OK;
 }
 
-/** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch (semantics 6.6). */
+/** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch. */
 static void ng_forward(tiny_cnn_adjust_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward conv 2->4 3x3/1, 7->7: z[n][f] = clip(tdiv(sum_c sum_a sum_b W[f][c][a][b] * x_pad[n][c][h+a][w+b], 4608), -127, 127)
      * x [-128, 127], w [-32767, 32767]: acc [-80803422, 80803422] (28 bits), int32_t

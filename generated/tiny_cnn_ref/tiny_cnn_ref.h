@@ -73,7 +73,7 @@ typedef struct {
 
 /** All training state: parameters, saved tensors, scratch and PRNG. Caller-owned; no allocation. */
 typedef struct {
-    uint64_t rng_state;   /**< PCG32 state of rng_train (semantics 2.3) */
+    uint64_t rng_state;   /**< PCG32 state of rng_train (docs/semantics.md#random-numbers) */
     uint64_t rng_inc;   /**< PCG32 stream increment */
     int64_t lr_inv;   /**< IntegerSGD learning-rate inverse; see set_lr_inv() */
     int32_t b0_w[18];   /**< blocks.0.forward.weight [2, 1, 3, 3], range [-2147483648, 2147483647] */
@@ -187,7 +187,7 @@ tiny_cnn_ref_status_t tiny_cnn_ref_evaluate(tiny_cnn_ref_ctx_t *ctx, const int8_
 tiny_cnn_ref_status_t tiny_cnn_ref_set_lr_inv(tiny_cnn_ref_ctx_t *ctx, int64_t lr_inv);
 
 /**
- * @brief An epoch shuffle drawn from the context's PRNG (semantics 2.3): index = permutation(n).
+ * @brief An epoch shuffle drawn from the context's PRNG (docs/semantics.md#random-numbers): index = permutation(n).
  *
  * Call it at the start of every epoch, before that epoch's train_step() calls, so the draws happen in the
  * order the semantics prescribe; batch k then holds samples index[k*BATCH .. k*BATCH + BATCH - 1].

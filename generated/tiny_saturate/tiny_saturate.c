@@ -23,7 +23,7 @@ static inline int8_t ng_scale32(int32_t acc, int32_t sf) {
     return (int8_t)(q < -127 ? -127 : (q > 127 ? 127 : q));
 }
 
-/** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
+/** PCG32 (XSH-RR, 64-bit state), docs/semantics.md#random-numbers. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
     const uint32_t xorshifted = (uint32_t)((((old >> 18) ^ old) >> 27) & 0xffffffffu);
@@ -40,7 +40,7 @@ static inline void ng_pcg32_seed(uint64_t *state, uint64_t *inc, uint64_t seed, 
     (void)ng_pcg32_next(state, *inc);
 }
 
-/** uniform_int(lo, hi) by rejection, 1 <= hi - lo + 1 < 2^32 (semantics 2.3). */
+/** uniform_int(lo, hi) by rejection, 1 <= hi - lo + 1 < 2^32 (docs/semantics.md#random-numbers). */
 static inline int32_t ng_uniform(uint64_t *state, uint64_t inc, int32_t lo, int32_t hi) {
     const uint32_t n = (uint32_t)((int64_t)hi - (int64_t)lo + 1);
     const uint32_t threshold = (0u - n) % n;
@@ -82,7 +82,7 @@ static uint32_t ng_crc32_i32(uint32_t crc, int32_t value) {
                            (uint8_t)(u >> 24)};
     return ng_crc32_update(crc, le, 4);
 }
-/* ---- augmentation (semantics 3.7) ---- */
+/* ---- augmentation (docs/semantics.md#augmentation) ---- */
 
 /** Smallest value of n int8 values. */
 static inline int8_t ng_min_i8(const int8_t *v, uint32_t n) {
@@ -116,7 +116,7 @@ static inline void ng_flip(int8_t *img, uint32_t channels, uint32_t height, uint
     }
 }
 
-/** NITRO-ReLU with slope 1/8: output for z = -127..127 at index z + 127 (semantics 4.4). */
+/** NITRO-ReLU with slope 1/8: output for z = -127..127 at index z + 127 (docs/semantics.md#nitro-relu). */
 static const int8_t ng_relu_s8[255] = {
      -57,  -57,  -57,  -57,  -57,  -57,  -57,  -57,  -56,  -56,  -56,  -56,  -56,  -56,  -56,  -56,
      -55,  -55,  -55,  -55,  -55,  -55,  -55,  -55,  -54,  -54,  -54,  -54,  -54,  -54,  -54,  -54,
@@ -352,7 +352,7 @@ tiny_saturate_status_t tiny_saturate_train_step(tiny_saturate_ctx_t *ctx, const 
     return TINY_SATURATE_OK;
 }
 
-/** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch (semantics 6.6). */
+/** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch. */
 static void ng_forward(tiny_saturate_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* block 0 forward linear 16->10
      * x [-128, 127], w [-127, 127]: acc [-260096, 260096] (19 bits), int32_t; y = clip(tdiv(acc, 4096), -127, 127) */

@@ -39,7 +39,7 @@ static inline void ng_mac3_i32_i8_i16_i32(int32_t *restrict acc, const int8_t *r
     }
 }
 
-/** PCG32 (XSH-RR, 64-bit state), semantics 2.3. */
+/** PCG32 (XSH-RR, 64-bit state), docs/semantics.md#random-numbers. */
 static inline uint32_t ng_pcg32_next(uint64_t *state, uint64_t inc) {
     const uint64_t old = *state;
     const uint32_t xorshifted = (uint32_t)((((old >> 18) ^ old) >> 27) & 0xffffffffu);
@@ -56,7 +56,7 @@ static inline void ng_pcg32_seed(uint64_t *state, uint64_t *inc, uint64_t seed, 
     (void)ng_pcg32_next(state, *inc);
 }
 
-/** uniform_int(lo, hi) by rejection, 1 <= hi - lo + 1 < 2^32 (semantics 2.3). */
+/** uniform_int(lo, hi) by rejection, 1 <= hi - lo + 1 < 2^32 (docs/semantics.md#random-numbers). */
 static inline int32_t ng_uniform(uint64_t *state, uint64_t inc, int32_t lo, int32_t hi) {
     const uint32_t n = (uint32_t)((int64_t)hi - (int64_t)lo + 1);
     const uint32_t threshold = (0u - n) % n;
@@ -98,7 +98,7 @@ static uint32_t ng_crc32_i32(uint32_t crc, int32_t value) {
                            (uint8_t)(u >> 24)};
     return ng_crc32_update(crc, le, 4);
 }
-/* ---- augmentation (semantics 3.7) ---- */
+/* ---- augmentation (docs/semantics.md#augmentation) ---- */
 
 /** Smallest value of n int8 values. */
 static inline int8_t ng_min_i8(const int8_t *v, uint32_t n) {
@@ -132,7 +132,7 @@ static inline void ng_flip(int8_t *img, uint32_t channels, uint32_t height, uint
     }
 }
 
-/** NITRO-ReLU with slope 1/4: output for z = -127..127 at index z + 127 (semantics 4.4). */
+/** NITRO-ReLU with slope 1/4: output for z = -127..127 at index z + 127 (docs/semantics.md#nitro-relu). */
 static const int8_t ng_relu_s4[255] = {
      -67,  -67,  -67,  -67,  -66,  -66,  -66,  -66,  -65,  -65,  -65,  -65,  -64,  -64,  -64,  -64,
      -63,  -63,  -63,  -63,  -62,  -62,  -62,  -62,  -61,  -61,  -61,  -61,  -60,  -60,  -60,  -60,
@@ -1723,7 +1723,7 @@ vgg8b_cifar10_status_t vgg8b_cifar10_train_step(vgg8b_cifar10_ctx_t *ctx, const 
     return VGG8B_CIFAR10_OK;
 }
 
-/** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch (semantics 6.6). */
+/** Evaluation forward of `rows` <= BATCH inputs into the output logits scratch. */
 static void ng_forward(vgg8b_cifar10_ctx_t *ctx, const int8_t *x, uint32_t rows) {
     /* b0: the forward one sample at a time; per-sample tensors are reused by every sample. */
     for (uint32_t ns = 0; ns < rows; ns++) {
