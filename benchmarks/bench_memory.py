@@ -7,7 +7,7 @@
 For every SPEC:DATASET the script runs `python -m nitrogen train SPEC --dataset DATASET --epochs E --quiet`
 under `/usr/bin/time -v` in a temporary run directory and reads "Maximum resident set size". The baseline,
 measured in the same run and the same way, is a Python process that imports everything `nitrogen train`
-imports (NumPy, ctypes, jinja2, matplotlib, tqdm) and does nothing else. What training has to hold is the
+imports (NumPy, ctypes, jinja2, tqdm, and matplotlib when it is installed) and does nothing else. What training has to hold is the
 data set once (uint8 images and labels as loaded, int8 once normalised) plus the model's context
 (`<NAME>_CTX_BYTES`); the last column divides the peak above the baseline by that.
 It only prints; nothing is asserted.
@@ -31,6 +31,8 @@ from nitrogen.data import load_dataset  # noqa: E402
 from nitrogen.layout import plan  # noqa: E402
 from nitrogen.pipeline import analyse  # noqa: E402
 
+from bench_train_step import cpu_model  # noqa: E402  (the same machine line as the step benchmark)
+
 IMPORTS = ("import numpy, ctypes, jinja2, yaml, lark, tqdm\n"
            "import nitrogen.train, nitrogen.native, nitrogen.data, nitrogen.pipeline\n"
            "try:\n    import matplotlib.pyplot\nexcept ImportError:\n    pass\n")
@@ -45,16 +47,6 @@ def peak_rss_kib(command: list[str], cwd: Path) -> int:
     if match is None:
         raise SystemExit("/usr/bin/time -v printed no maximum resident set size")
     return int(match.group(1))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.platform()
 
 
 def main() -> None:

@@ -167,9 +167,10 @@ import tempfile
 import warnings
 import zipfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, NoReturn, Protocol, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -651,25 +652,35 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return obj
 
 
-def _unpickle(path: Path, encoding: str) -> Any:
-    """Load a (possibly gzipped) pickle with the restricted unpickler; every failure is E402."""
+@contextmanager
+def _pickle_stream(path: Path) -> Iterator[_Reader]:
+    """The pickle file as a byte stream, gunzipped when it is gzip'd; the failures that reading it can meet
+    (a refused global, a damaged gzip stream, an unreadable file) become E402 and E407."""
     compressed = _is_gzip(path)
     try:
         with open(path, "rb") as raw:
             if compressed:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                    return _RestrictedUnpickler(gz, encoding=encoding).load()
-            return _RestrictedUnpickler(raw, encoding=encoding).load()
+                    yield gz
+            else:
+                yield raw
     except _ForbiddenGlobal as e:
         _fail("E402", f"{path}: refused to unpickle: it references the global '{e}', which is not part of a "
                       "NumPy array; nothing was executed",
               hint="only pickles holding plain containers and NumPy arrays are accepted")
     except _GZIP_ERRORS as e:
         _fail("E402", _gzip_message(path, e))
-    except NitrogenError:
-        raise
     except OSError as e:
         _fail("E407", f"cannot read {path}: {e.strerror or e}")
+
+
+def _unpickle(path: Path, encoding: str) -> Any:
+    """Load a (possibly gzipped) pickle with the restricted unpickler; every failure is E402."""
+    try:
+        with _pickle_stream(path) as stream:
+            return _RestrictedUnpickler(stream, encoding=encoding).load()
+    except NitrogenError:
+        raise
     except Exception as e:  # any other unpickling failure means a damaged or foreign file
         _fail("E402", f"{path}: not a valid pickle of the expected data ({type(e).__name__}: {e})")
 
@@ -877,23 +888,11 @@ def _resolve(obj: Any) -> Any:
 
 def _read_array_pickle(path: Path) -> Any:
     """`_PickleArrays` over the (gzip'd) file; every failure is E402 or E407."""
-    compressed = _is_gzip(path)
     try:
-        with open(path, "rb") as raw:
-            if compressed:
-                with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                    return _PickleArrays(gz, path).load()
-            return _PickleArrays(raw, path).load()
-    except _ForbiddenGlobal as e:
-        _fail("E402", f"{path}: refused to unpickle: it references the global '{e}', which is not part of a "
-                      "NumPy array; nothing was executed",
-              hint="only pickles holding plain containers and NumPy arrays are accepted")
-    except _GZIP_ERRORS as e:
-        _fail("E402", _gzip_message(path, e))
+        with _pickle_stream(path) as stream:
+            return _PickleArrays(stream, path).load()
     except MemoryError:
         _fail("E402", f"{path}: the pickle declares arrays larger than this machine can hold")
-    except OSError as e:
-        _fail("E407", f"cannot read {path}: {e.strerror or e}")
 
 
 def _load_mnist_pickle(path: Path) -> Dataset:

