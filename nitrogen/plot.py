@@ -24,6 +24,17 @@ def train_curve_label(model: Model) -> str:
 
 def learning_curves(model: Model, dataset: str, records: Sequence[Any]) -> bytes:
     """Accuracy (train and test) and loss per epoch, with the epochs where lr_inv changed marked; PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(model, dataset, records)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def figure(model: Model, dataset: str, records: Sequence[Any]) -> Any:
+    """The matplotlib figure of `learning_curves` (integer epoch ticks, the spec's plateau factor)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -50,10 +61,7 @@ def learning_curves(model: Model, dataset: str, records: Sequence[Any]) -> bytes
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     acc_ax.legend(loc="lower right")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
-__all__ = ["learning_curves", "train_curve_label"]
+__all__ = ["learning_curves", "figure", "train_curve_label"]

