@@ -183,6 +183,7 @@ class RunDir:
     replaced: Path | None = None
     parents_made: list[Path] = field(default_factory=list)  # missing parents created for it, deepest first
     _lock_fd: int | None = field(default=None, repr=False)
+    _state: dict[str, Any] | None = field(default=None, repr=False)  # the checked trainer state, once loaded
 
     # -- claiming -------------------------------------------------------------------------------
     @classmethod
@@ -338,9 +339,12 @@ class RunDir:
             raise cannot_write(self.path, exc) from None
         self.keep()
 
-    def load_state(self, source_name: str | None = None) -> dict[str, Any]:
+    def load_state(self) -> dict[str, Any]:
         """Read and check trainer.json, then finish or drop a half-done commit so that last.ngck and best.ngck
-        are the checkpoints the state names (E433 when they are missing or do not match)."""
+        are the checkpoints the state names (E433 when they are missing or do not match). Done once per claim:
+        later calls return the same state."""
+        if self._state is not None:
+            return self._state
         source = str(self.path / TRAINER_FILE)
         try:
             data = (self.path / TRAINER_FILE).read_bytes()
@@ -356,6 +360,7 @@ class RunDir:
             if _file_sha(current) != want:
                 raise _error("E433", f"{current}: the checkpoint is not the one {TRAINER_FILE} names (sha256 "
                              f"{want[:12]}...)", hint="the run directory was changed by hand; start the run again")
+        self._state = state
         return state
 
     def read(self, name: str) -> bytes:
